@@ -1,0 +1,268 @@
+"""The leaderboard: results.json files (and W&B summaries) -> markdown, CSV and PNG beside the published numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import lra.leaderboard as leaderboard
+from lra.published import ACCURACY, AVERAGE_TASKS, EFFICIENCY, FNET, LRA, MEGA, S4, TASKS, primary
+from tests.conftest import write_listops
+from tests.task_fixtures import write_imdb_snapshot
+from tests.test_sweeps import TINY, train_py
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_result(root: Path, name: str, **fields) -> Path:
+    record = {
+        "task": "listops", "model": "fnet", "seed": 0, "best_val_acc": 0.5, "test_acc": 0.5, "test_acc_last": 0.5,
+        "steps_per_s": 10.0, "peak_memory_mb": 100.0, "n_params": 1000, "step": 8, "config_hash": "aaaa",
+        "git_commit": "abc",
+    }
+    record.update(fields)
+    path = root / name / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def read_csv(path: Path) -> dict[tuple[str, str, str], dict]:
+    with path.open() as f:
+        return {(row["task"], row["model"], row["config_hash"]): row for row in csv.DictReader(f)}
+
+
+def records(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("results.json"))]
+
+
+def expected(runs: list[dict], key: str) -> tuple[float, float | None]:
+    values = [100 * r[key] for r in runs]
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_published_rows_match_reference():
+    for row in ACCURACY:
+        assert set(row.accuracy) == set(TASKS) and row.source in (LRA, FNET, S4, MEGA)
+        computed = row.average5() if row.average_over == 5 else statistics.mean(row.accuracy.values())
+        assert computed == pytest.approx(row.average, abs=0.006), row.label  # the papers' own averages, rounded
+    assert primary("transformer").source == LRA and primary("fnet").source == FNET
+    assert [r.accuracy["pathx"] for r in ACCURACY if r.source in (LRA, FNET)] == [None] * 14  # FAIL
+    assert primary("transformer").text("pathx") == "FAIL" and primary("fnet").text("listops") == "35.33"
+    # Every model of the LRA and FNet papers is one of our model configs (S4 and Mega need not be).
+    ours = {p.stem for p in (CONF / "model").glob("*.yaml")}
+    assert {r.model for r in ACCURACY if r.source in (LRA, FNET)} <= ours
+    transformer = [e for e in EFFICIENCY if e.model == "transformer"]
+    assert {e.metric for e in transformer} == {"steps_per_s", "peak_memory_gb"}
+    assert next(e for e in transformer if e.source == FNET).values[4096] is None  # OOM
+
+
+def test_table_numbers_are_the_results_files(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for task, model, base in (("listops", "fnet", 0.30), ("listops", "transformer", 0.34), ("text", "fnet", 0.62)):
+        for seed in range(3):
+            write_result(runs, f"{task}-{model}-{seed}", task=task, model=model, seed=seed,
+                         test_acc=base + 0.013 * seed, best_val_acc=base + 0.01 * seed, test_acc_last=base,
+                         steps_per_s=5.0 + seed, peak_memory_mb=200.0 * (seed + 1), config_hash=f"h-{task}-{model}")
+    # A second configuration of transformer on ListOps with better validation accuracy: shown, marked, not mixed in.
+    for seed in range(2):
+        write_result(runs, f"tuned-{seed}", model="transformer", seed=seed, test_acc=0.2 + 0.1 * seed,
+                     best_val_acc=0.9, config_hash="h-tuned", steps_per_s=None, peak_memory_mb=None)
+
+    out = tmp_path / "board"
+    assert leaderboard.main([str(runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy at the best-validation checkpoint" in printed
+    assert (out / "leaderboard.md").read_text() in printed
+
+    table = read_csv(out / "leaderboard.csv")
+    assert len(table) == 4
+    by_config: dict[tuple, list[dict]] = {}
+    for r in records(runs):
+        by_config.setdefault((r["task"], r["model"], r["config_hash"]), []).append(r)
+    for key, group in by_config.items():
+        row = table[key]
+        mean, std = expected(group, "test_acc")
+        assert float(row["test_acc_pct_mean"]) == pytest.approx(mean, rel=1e-12)
+        assert (row["test_acc_pct_std"] == "") if std is None else float(row["test_acc_pct_std"]) == pytest.approx(std)
+        assert float(row["best_val_acc_pct_mean"]) == pytest.approx(expected(group, "best_val_acc")[0])
+        assert int(row["n_runs"]) == len(group) and row["seeds"] == " ".join(str(r["seed"]) for r in group)
+        published = primary(key[1]).accuracy[key[0]]
+        assert float(row["published_pct"]) == published
+        assert float(row["diff_pct"]) == pytest.approx(mean - published)
+
+    # Selection on validation: the tuned configuration is the summary's, marked with a dagger; the other stays listed.
+    assert table[("listops", "transformer", "h-tuned")]["selected"] == "1"
+    assert table[("listops", "transformer", "h-listops-transformer")]["selected"] == "0"
+    fnet_mean, fnet_std = expected(by_config[("listops", "fnet", "h-listops-fnet")], "test_acc")
+    summary = printed.split("## Summary")[1].split("## Runs by configuration")[0]
+    fnet_row = next(line for line in summary.splitlines() if line.startswith("| **fnet**"))
+    assert f"| {fnet_mean:.2f} ± {fnet_std:.2f} (3) |" in fnet_row
+    tuned_mean = expected(by_config[("listops", "transformer", "h-tuned")], "test_acc")[0]
+    assert f"{tuned_mean:.2f} ± " in summary and "(2) †" in summary
+    pub_row = next(line for line in summary.splitlines() if line.startswith("| ↳ published: FNet,"))
+    assert f"35.33 (Δ {fnet_mean - 35.33:+.2f})" in pub_row and "| FAIL |" in pub_row
+    assert_png(out / "leaderboard.png")
+
+
+def test_five_task_average_and_path_x_apart(tmp_path):
+    runs = tmp_path / "runs"
+    accuracy = dict(zip(TASKS, (0.40, 0.65, 0.60, 0.45, 0.75, 0.5), strict=True))
+    for task, acc in accuracy.items():
+        write_result(runs, task, task=task, model="fnet", test_acc=acc, best_val_acc=acc, config_hash=task)
+    out = tmp_path / "board"
+    assert leaderboard.main([str(runs), "--out", str(out)]) == 0
+    lines = (out / "leaderboard.md").read_text().split("## Summary")[1].splitlines()
+    ours = next(line for line in lines if line.startswith("| **fnet**")).split(" | ")
+    pub = next(line for line in lines if line.startswith("| ↳ published: FNet,")).split(" | ")
+    average = statistics.mean(100 * accuracy[t] for t in AVERAGE_TASKS)  # Path-X left out
+    assert ours[6] == f"{average:.2f}" and ours[7].startswith("50.00 (1)")
+    assert pub[6] == f"55.30 (Δ {average - primary('fnet').average5():+.2f})" and pub[7].startswith("FAIL")
+    assert_png(out / "leaderboard.png")
+
+
+def test_malformed_results_are_skipped_with_one_line_each(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_result(runs, "good")
+    bad = {
+        "truncated": "{\"task\": \"listops\", ",
+        "list": "[1, 2]",
+        "missing": json.dumps({"task": "listops", "model": "fnet", "seed": 0}),
+        "range": json.dumps({"task": "listops", "model": "fnet", "seed": 0, "config_hash": "x",
+                             "best_val_acc": 0.5, "test_acc": 42.0}),
+    }
+    for name, text in bad.items():
+        (runs / name).mkdir()
+        (runs / name / "results.json").write_text(text)
+    out = tmp_path / "board"
+    assert leaderboard.main([str(runs), "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == len(bad)
+    for name in bad:
+        line = next(line for line in err if f"{runs / name / 'results.json'}:" in line)
+        assert line.startswith("skipped ")
+    assert "test_acc=42.0 is outside" in "\n".join(err) and "missing config_hash" in "\n".join(err)
+    assert [row["n_runs"] for row in read_csv(out / "leaderboard.csv").values()] == ["1"]
+    assert "## Notes" in (out / "leaderboard.md").read_text()
+
+    # --strict: the first malformed file is an error, one line, and nothing is written.
+    strict_out = tmp_path / "strict"
+    assert leaderboard.main([str(runs), "--out", str(strict_out), "--strict"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: malformed ") and "results.json" in err[0]
+    assert not strict_out.exists()
+
+
+def test_nothing_to_read_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    assert leaderboard.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: no results found in ")
+    assert leaderboard.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / 'nowhere'}: no such file or directory; pass run directories (or results.json files)"
+    )
+    monkeypatch.chdir(tmp_path)  # no outputs/ or multirun/ here
+    assert leaderboard.main([]) == 1
+    assert "no outputs/ or multirun/ here" in capsys.readouterr().err
+
+
+def test_wandb_offline_is_a_note_not_a_crash(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    (tmp_path / "netrc").write_text("")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    write_result(tmp_path / "runs", "a")
+    assert leaderboard.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["W&B me/lra: not logged in (run `wandb login` or set WANDB_API_KEY); skipped"]
+
+
+class FakeApi:
+    """wandb.Api's surface that the leaderboard uses: runs(path) -> objects with .id and .summary."""
+
+    summaries: list[dict] = []
+    error: Exception | None = None
+
+    def __init__(self, timeout=None) -> None:
+        pass
+
+    def runs(self, path):
+        if self.error:
+            raise self.error
+        return [types.SimpleNamespace(id=f"run{i}", summary=s) for i, s in enumerate(self.summaries)]
+
+
+def test_wandb_summaries_join_the_local_runs_once(tmp_path, capsys, monkeypatch):
+    local = json.loads(write_result(tmp_path / "runs", "a", seed=0, test_acc=0.4).read_text())
+    monkeypatch.setattr(leaderboard, "wandb_logged_in", lambda: True)
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=FakeApi))
+    FakeApi.summaries = [
+        dict(local),  # the same run, uploaded: counted once
+        {**local, "seed": 1, "test_acc": 0.6},  # another seed, only on W&B
+        {"task": "listops", "model": "fnet", "_step": 3},  # still running: no results yet, ignored
+        {**local, "seed": 2, "test_acc": "n/a"},  # malformed: one note
+    ]
+    out = tmp_path / "o"
+    assert leaderboard.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(out)]) == 0
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert notes == ["skipped wandb:me/lra/run3: test_acc is 'n/a', not a number"]
+    row = read_csv(out / "leaderboard.csv")[("listops", "fnet", "aaaa")]
+    assert row["n_runs"] == "2" and row["seeds"] == "0 1"
+    assert float(row["test_acc_pct_mean"]) == pytest.approx(50.0)
+
+    FakeApi.error = ConnectionError("api.wandb.ai unreachable\nretrying...")
+    try:
+        assert leaderboard.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(out)]) == 0
+    finally:
+        FakeApi.error = None
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "W&B me/lra: cannot read runs (ConnectionError: api.wandb.ai unreachable); skipped"
+    ]
+
+
+def test_multirun_two_tasks_two_models_two_seeds_builds_the_leaderboard(tmp_path, monkeypatch, capsys):
+    """`python train.py -m experiment=lra/listops,lra/text model=fnet,transformer seed=0,1` (tiny), then the board."""
+    data = tmp_path / "data"
+    write_listops(data / "listops-1000")
+    write_imdb_snapshot(data / "imdb")
+    sweep = tmp_path / "multirun" / "lra-2x2x2"
+    code = train_py([
+        "-m", "experiment=lra/listops,lra/text", "model=fnet,transformer", "seed=0,1", f"data_dir={data}",
+        f"hydra.sweep.dir={sweep}", *TINY,
+    ], monkeypatch)
+    assert code == 0
+    runs = records(sweep)
+    assert sorted((r["task"], r["model"], r["seed"]) for r in runs) == sorted(
+        (t, m, s) for t in ("listops", "text") for m in ("fnet", "transformer") for s in (0, 1)
+    )
+    job_dirs = sorted(p.parent.name for p in sweep.rglob("results.json"))
+    assert len(set(job_dirs)) == 8 and job_dirs[0] == "0_listops_fnet_seed0"
+
+    out = tmp_path / "board"
+    assert leaderboard.main([str(sweep), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = read_csv(out / "leaderboard.csv")
+    assert len(table) == 4  # the two seeds of each (task, model) share one configuration
+    for (task, model, config), row in table.items():
+        group = [r for r in runs if (r["task"], r["model"], r["config_hash"]) == (task, model, config)]
+        assert [r["seed"] for r in group] == [0, 1] and row["n_runs"] == "2" and row["selected"] == "1"
+        mean, std = expected(group, "test_acc")
+        assert float(row["test_acc_pct_mean"]) == pytest.approx(mean, rel=1e-12)
+        assert float(row["test_acc_pct_std"]) == pytest.approx(std, rel=1e-12, abs=1e-12)
+        assert f"{mean:.2f} ± {std:.2f} (2)" in printed
+    assert_png(out / "leaderboard.png")

@@ -1,0 +1,176 @@
+"""Experiments, sweeps and scale-out: every experiment composes and builds with every model, a multirun survives a
+failing job and groups its W&B runs, DDP trains on 2 CPU processes, Optuna sweeps (when installed), SLURM config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+
+from lra.errors import LRAError
+from lra.models import build_model
+from tests.conftest import write_listops
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+EXPERIMENTS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in CONF.glob("experiment/*/*.yaml"))
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.name.startswith("_"))
+# A few CPU steps of a very small model; the sweep tests add their own sweep dimensions.
+TINY = [
+    "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=4",
+    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "task.batch_size=4",
+    "task.num_workers=0", "task.max_len=32", "model.n_layers=1", "model.d_model=16", "model.n_heads=2",
+    "model.d_ff=16",
+]
+
+
+def train_py(argv: list[str], monkeypatch) -> int:
+    """`python train.py ARGV` in this process: Hydra's real launcher and sweeper, without a new interpreter."""
+    import train
+
+    # Imported, train.py's relative config_path would name a Python package: point Hydra at the directory.
+    quiet = ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    monkeypatch.setattr(sys, "argv", ["train.py", f"--config-path={CONF}", *argv, *quiet])
+    try:
+        train.main()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+    return 0
+
+
+def build(cfg) -> torch.nn.Module:
+    """Run the model's constructor; on the meta device (no memory, instant) unless the constructor needs values."""
+    try:
+        with torch.device("meta"):
+            return build_model(cfg.model, cfg.task)
+    except (RuntimeError, NotImplementedError) as err:
+        if "meta" not in str(err):
+            raise
+        return build_model(cfg.model, cfg.task)
+
+
+def test_every_task_has_an_lra_and_an_fnet_experiment():
+    tasks = {p.stem for p in (CONF / "task").glob("*.yaml")}
+    for family in ("lra", "fnet"):
+        assert {p.stem for p in (CONF / "experiment" / family).glob("*.yaml")} == tasks, family
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_builds_with_every_model(experiment):
+    task = Path(experiment).name
+    if not (CONF / "task" / f"{task}.yaml").exists():
+        pytest.skip(f"conf/task/{task}.yaml does not exist yet")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for model in MODELS:
+            cfg = compose(config_name="train", overrides=[f"experiment={experiment}", f"model={model}"])
+            assert (cfg.task.name, cfg.model.name) == (task, model)
+            per_model = CONF / "experiment" / experiment / f"{model}.yaml"
+            if per_model.exists():  # the release's settings for this model are what composes
+                for key, value in yaml.safe_load(per_model.read_text())["model"].items():
+                    assert cfg.model[key] == value, (experiment, model, key)
+            layers = cfg.model.n_layers
+            if any(not -layers <= i < layers for i in cfg.model.attention_layers):
+                # FNet-Hybrid's last-2-layers attention on a 1-layer recipe (Image, Path-X): one clear error.
+                with pytest.raises(LRAError, match=r"^model.attention_layers has -?\d+, outside a 1-layer model$"):
+                    build(cfg)
+                continue
+            net = build(cfg)
+            assert sum(p.numel() for p in net.parameters()) > 0, (experiment, model)
+
+
+def test_release_settings_apply_under_the_experiment_only():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        released = compose(config_name="train", overrides=["experiment=lra/image", "model=sinkhorn"])
+        plain = compose(config_name="train", overrides=["task=image", "model=sinkhorn"])
+        mine = compose(config_name="train", overrides=["experiment=lra/image", "model=sinkhorn", "model.n_layers=3"])
+        listops = compose(config_name="train", overrides=["experiment=lra/listops", "model=performer"])
+    assert (released.model.d_model, released.model.block_size, released.optim.weight_decay) == (32, 64, 0.7)
+    assert (plain.model.d_model, plain.model.block_size, plain.optim.weight_decay) == (128, 50, 0.0)
+    assert mine.model.n_layers == 3 and mine.model.d_model == 32  # the command line still wins
+    assert listops.model.num_features == 2 and listops.trainer.val_check_interval == 250
+
+
+def test_failing_job_keeps_the_other_jobs_and_groups_wandb(tmp_path, monkeypatch, capsys):
+    """Hydra's basic launcher runs every job of its batch; train.py turns a job's one-line error into a failure of that
+    job only, so the sweep finishes the others and then exits 1. Its jobs share the W&B group `<sweep dir name>`."""
+    monkeypatch.setenv("WANDB_RUN_GROUP", "")
+    monkeypatch.delenv("WANDB_RUN_GROUP")
+    write_listops(tmp_path / "data" / "listops-1000")
+    sweep = tmp_path / "multirun" / "failing-sweep"
+    code = train_py(
+        ["-m", f"data_dir={tmp_path / 'missing'},{tmp_path / 'data'}", "model=fnet", f"hydra.sweep.dir={sweep}", *TINY],
+        monkeypatch,
+    )
+    assert code == 1
+    assert "error: ListOps not found:" in capsys.readouterr().err
+    assert not (sweep / "0_listops_fnet_seed0" / "results.json").exists()
+    assert json.loads((sweep / "1_listops_fnet_seed0" / "results.json").read_text())["step"] == 4
+    assert os.environ["WANDB_RUN_GROUP"] == "failing-sweep"
+
+    # A single run stays ungrouped and keeps its one-line error.
+    monkeypatch.delenv("WANDB_RUN_GROUP")
+    assert train_py([f"data_dir={tmp_path / 'missing'}", f"hydra.run.dir={tmp_path / 'single'}", *TINY], monkeypatch)
+    assert "WANDB_RUN_GROUP" not in os.environ
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_ddp_two_cpu_processes(tmp_path):
+    """SLOW-ish (~10 s): trainer=ddp with 2 CPU processes (gloo), a few steps, through the real entry point."""
+    write_listops(tmp_path / "data" / "listops-1000")
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "train.py", "trainer=ddp", "trainer.devices=2", f"data_dir={tmp_path / 'data'}",
+         f"output_dir={out}", f"hydra.run.dir={out}", *TINY],
+        cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 2/2" in proc.stderr + proc.stdout  # Lightning started the second process
+    results = json.loads((out / "results.json").read_text())
+    assert results["step"] == 4 and 0.0 <= results["test_acc"] <= 1.0
+
+
+def test_optuna_sweep_two_trials(tmp_path, monkeypatch):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the `sweep` extra is not installed")
+    write_listops(tmp_path / "data" / "listops-1000")
+    sweep = tmp_path / "optuna"
+    code = train_py(
+        ["hparams_search=optuna", "hydra.sweeper.n_trials=2", "experiment=lra/listops", "model=fnet",
+         f"data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}", *TINY],
+        monkeypatch,
+    )
+    assert code == 0
+    trials = [json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))]
+    assert len(trials) == 2 and len({t["config_hash"] for t in trials}) == 2  # two different lr/wd/dropout draws
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == max(t["best_val_acc"] for t in trials)
+    assert set(best["best_params"]) == {"optim.lr", "optim.weight_decay", "model.dropout"}
+    assert 1e-4 <= best["best_params"]["optim.lr"] <= 0.1
+
+
+def test_slurm_launcher_follows_the_ddp_trainer():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train", return_hydra_config=True,
+            overrides=["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (4, 4, 2)
+    assert (cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes) == ("ddp", 4, 2)
+    try:
+        from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+    except ImportError:
+        return  # the `slurm` extra is not installed: the keys are checked against the plugin's schema there
+    assert set(launcher) - {"_target_"} <= set(SlurmQueueConf.__dataclass_fields__)
