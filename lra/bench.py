@@ -5,16 +5,20 @@ a micro-benchmark of the Fourier-mixing paths, and DataModule throughput.
     python -m lra.bench --mixing [--lengths 512,...,16384] [--hidden 256]
     python -m lra.bench --loader --task listops [--data-dir DIR]
 
-Each writes JSON into --out (the model benchmark also a log-log plot). A model name `<name>-nomix` is `<name>` with
-every token mixer replaced by one that returns zeros: the cost of the rest of the model, to see what mixing costs.
+Each writes JSON into --out (the model benchmark also a log-log plot). Models and tasks are the configs that
+`python train.py task=<task> model=<model>` composes (Hydra's compose API over conf/), at task.max_len = each length.
+A model name `<name>-nomix` is `<name>` with every token mixer replaced by one that returns zeros: the cost of the
+rest of the model, to see what mixing costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import ctypes
 import datetime
+import functools
 import gc
 import json
 import os
@@ -24,17 +28,19 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.models.mixers.fourier import PATHS, fourier_mix
+from lra.validate import check_choices, check_config, choices
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODEL_LENGTHS = (512, 1024, 2048, 4096, 8192)
@@ -42,58 +48,24 @@ MIXING_LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
 NOMIX = "-nomix"
 
 
-def recipe(n_layers, d_model, n_heads, d_ff, dropout, attn_dropout, pool, pos) -> dict:
-    keys = ("n_layers", "d_model", "n_heads", "d_ff", "dropout", "attn_dropout", "pool", "pos")
-    return dict(zip(keys, (n_layers, d_model, n_heads, d_ff, dropout, attn_dropout, pool, pos), strict=True))
-
-
-# Task shapes and model sizes of the released LRA recipes (REFERENCE.md), for tasks without a conf/task file.
-BUILTIN_TASKS = {
-    "text": {"vocab_size": 257, "n_classes": 2, "recipe": recipe(4, 256, 4, 1024, 0.1, 0.1, "cls", "sinusoidal")},
-    "listops": {"vocab_size": 17, "n_classes": 10, "recipe": recipe(4, 512, 8, 1024, 0.1, 0.1, "cls", "sinusoidal")},
-    "retrieval": {
-        "vocab_size": 257, "n_classes": 2, "dual": True,
-        "recipe": recipe(4, 128, 4, 512, 0.1, 0.1, "cls", "sinusoidal"),
-    },
-    "image": {"vocab_size": 256, "n_classes": 10, "recipe": recipe(1, 128, 8, 128, 0.3, 0.2, "cls", "learned")},
-    "pathfinder": {"vocab_size": 256, "n_classes": 2, "recipe": recipe(4, 32, 4, 32, 0.2, 0.1, "mean", "sinusoidal")},
-    "pathx": {"vocab_size": 256, "n_classes": 2, "recipe": recipe(1, 32, 2, 32, 0.1, 0.1, "mean", "learned")},
-}
-
-
 # --- configs and models ------------------------------------------------------------------------------------------
-def load_configs(model: str, task: str, length: int, conf_dir: Path = CONF_DIR) -> tuple[dict, dict]:
-    """(model config, task dict) of `model` on `task` at sequence length `length`.
+@functools.cache
+def composed(task: str, model: str | None = None) -> DictConfig:
+    """The config `python train.py task=<task> [model=<model>]` runs with (Hydra's compose API), composed once per
+    pair and kept read-only: `train_config` hands out copies."""
+    overrides = [f"task={task}", *([f"model={model}"] if model is not None else [])]
+    check_choices(overrides, CONF_DIR)  # an unknown name: one line listing the available ones
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
-    conf/model/<model>.yaml over its defaults (conf/model/_base.yaml), with `task.recipe` and the task's shape from
-    conf/task/<task>.yaml, else from BUILTIN_TASKS. The one place that reads configs, so that it can become a
-    `hydra.compose` call once the train config composes without a data directory.
-    """
-    task_file = conf_dir / "task" / f"{task}.yaml"
-    if task_file.is_file():
-        task_cfg = OmegaConf.merge(BUILTIN_TASKS.get(task, {}), OmegaConf.load(task_file))
-    elif task in BUILTIN_TASKS:
-        task_cfg = OmegaConf.create(BUILTIN_TASKS[task])
-    else:
-        raise LRAError(f"--task {task}: no {task_file} and no built-in shape; use one of {', '.join(BUILTIN_TASKS)}")
-    if "recipe" not in task_cfg:
-        raise LRAError(f"{task_file}: no `recipe` section (model sizes); add one as in conf/task/listops.yaml")
-    task_cfg.max_len = length
 
-    model_file = conf_dir / "model" / f"{model}.yaml"
-    if not model_file.is_file():
-        names = sorted(p.stem for p in (conf_dir / "model").glob("*.yaml") if not p.stem.startswith("_"))
-        raise LRAError(f"--models {model}: no {model_file}; available: {', '.join(names)}")
-    own = OmegaConf.load(model_file)
-    defaults = own.pop("defaults", [])
-    parents = [OmegaConf.load(conf_dir / "model" / f"{name}.yaml") for name in defaults if name != "_self_"]
-    root = OmegaConf.create({"task": task_cfg, "model": OmegaConf.merge(*parents, own), "data_dir": "."})
-    model_cfg = OmegaConf.to_container(root.model, resolve=True)
-    task_dict = {
-        "name": task, "vocab_size": int(task_cfg.vocab_size), "max_len": length, "n_classes": int(task_cfg.n_classes),
-        "dual": bool(task_cfg.get("dual", False)), "interaction": task_cfg.get("interaction", "paper"),
-    }
-    return model_cfg, task_dict
+def train_config(task: str, model: str | None = None) -> DictConfig:
+    """A writable copy of `composed(task, model)`."""
+    cfg = copy.deepcopy(composed(task, model))
+    OmegaConf.set_readonly(cfg, False)
+    return cfg
 
 
 class ZeroMixer(nn.Module):
@@ -105,23 +77,31 @@ class ZeroMixer(nn.Module):
         return torch.zeros_like(x)
 
 
-def build(name: str, task: str, length: int) -> tuple[nn.Module, dict]:
-    """The model `name` (`<model>` or `<model>-nomix`) sized by the task's recipe, and its task dict."""
-    base = name.removesuffix(NOMIX)
-    model_cfg, task_dict = load_configs(base, task, length)
-    model = build_model(model_cfg, task_dict)
+def build(name: str, task: str, length: int) -> tuple[nn.Module, DictConfig]:
+    """The model `name` (`<model>` or `<model>-nomix`) as `train.py` builds it for `task` at `length`, and the task
+    config."""
+    cfg = train_config(task, name.removesuffix(NOMIX))
+    cfg.task.max_len = length
+    check_config(cfg)
+    model = build_model(cfg.model, cfg.task)
     if name.endswith(NOMIX):
         for block in model.encoder.blocks:
             block.mixer = ZeroMixer()
-    return model, task_dict
+    return model, cfg.task
 
 
-def random_batch(task: dict, batch: int, length: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tokens (never the pad id 0), all positions real, random labels: a batch shaped like the task."""
+def random_batch(
+    task: Mapping, batch: int, length: int, device: torch.device, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Random tokens in [1, vocab_size) (never the pad id 0 of the byte tasks), all positions real, random labels:
+    a batch shaped like the task, with `input_ids_2`/`mask_2` for a dual (two-document) task."""
+    vocab, n_classes = int(task["vocab_size"]), int(task["n_classes"])
+    if vocab < 2 or n_classes < 1:
+        raise LRAError(f"task {task.get('name', '?')}: vocab_size={vocab}, n_classes={n_classes}; cannot draw a batch")
     g = torch.Generator().manual_seed(seed)
-    out = {"label": torch.randint(0, task["n_classes"], (batch,), generator=g)}
-    for suffix in ("", "_2") if task["dual"] else ("",):
-        out[f"input_ids{suffix}"] = torch.randint(1, task["vocab_size"], (batch, length), generator=g)
+    out = {"label": torch.randint(0, n_classes, (batch,), generator=g)}
+    for suffix in ("", "_2") if task.get("dual", False) else ("",):
+        out[f"input_ids{suffix}"] = torch.randint(1, vocab, (batch, length), generator=g)
         out[f"mask{suffix}"] = torch.ones(batch, length, dtype=torch.bool)
     return {k: v.to(device) for k, v in out.items()}
 
@@ -392,8 +372,8 @@ def environment(device: torch.device) -> dict:
 
 def bench_models(args: argparse.Namespace, device: torch.device) -> dict:
     models = [m for m in args.models.split(",") if m]
-    for name in models:  # fail on a bad name before the first measurement, not after an hour
-        load_configs(name.removesuffix(NOMIX), args.task, 16)
+    for name in models:  # fail on a bad name or config before the first measurement, not after an hour
+        check_config(train_config(args.task, name.removesuffix(NOMIX)))
     isolate = args.isolate if args.isolate is not None else device.type == "cpu"
     settings = {
         "task": args.task, "batch": args.batch, "precision": args.precision, "warmup": args.warmup,
@@ -507,10 +487,8 @@ def bench_loader(args: argparse.Namespace) -> dict:
     """Training batches/s of a task's DataModule (built as `train.py` builds it) on the data under --data-dir."""
     from lra.train import build_datamodule
 
-    task_file = CONF_DIR / "task" / f"{args.task}.yaml"
-    if not task_file.is_file():
-        raise LRAError(f"--task {args.task}: no {task_file}, so no DataModule to benchmark")
-    cfg = OmegaConf.create({"data_dir": args.data_dir, "task": OmegaConf.load(task_file)})
+    cfg = train_config(args.task)
+    cfg.data_dir = args.data_dir
     if args.batch_given:
         cfg.task.batch_size = args.batch
     datamodule = build_datamodule(cfg.task, 0)
@@ -557,7 +535,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--one", help=argparse.SUPPRESS)  # internal: one model benchmark as JSON, for --isolate
     p.add_argument("--models", default="fnet,transformer", help="comma-separated conf/model names (or <name>-nomix)")
     p.add_argument("--lengths", type=int_list, help="comma-separated sequence lengths")
-    p.add_argument("--task", default="text", help="conf/task name or a built-in: " + ", ".join(BUILTIN_TASKS))
+    p.add_argument("--task", default="text", help="conf/task name: " + ", ".join(choices(CONF_DIR, "task")))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, help="batch size (default: 32 on GPU; 4 on CPU, 8 for --mixing)")
     p.add_argument("--precision", choices=("32", "bf16"), default="32", help="bf16 = autocast to bfloat16")

@@ -1,14 +1,16 @@
-"""lra.bench at tiny sizes: the model table, the mixing micro-benchmark, the loader benchmark, configs, OOM."""
+"""lra.bench at tiny sizes: the model table, the mixing micro-benchmark, the loader benchmark, configs (composed as
+train.py composes them), OOM."""
 
 import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lra import bench
 from lra.errors import LRAError
 from lra.models.mixers.fourier import PATHS, FourierMixer
-from tests.conftest import write_listops
+from tests.conftest import compose_train, write_listops
 
 RUN_FIELDS = {"device", "device_name", "torch", "date", "batch", "task", "memory_method", "results"}
 
@@ -71,27 +73,72 @@ def test_table_ratios_and_oom():
     assert fnet_line.split()[-1] == "2.00"  # no ratio where the baseline ran out of memory
 
 
-def test_configs_follow_the_recipe_and_nomix_removes_mixing():
-    model_cfg, task = bench.load_configs("fnet", "text", 100)
-    assert (model_cfg["d_model"], model_cfg["n_layers"], model_cfg["d_ff"]) == (256, 4, 1024)
-    assert (model_cfg["mixer"], model_cfg["norm"]) == ("fourier", "post")
-    assert task["vocab_size"] == 257 and task["n_classes"] == 2 and task["max_len"] == 100
-    model_cfg, task = bench.load_configs("transformer", "listops", 50)  # from conf/task/listops.yaml
-    assert model_cfg["d_model"] == 512 and task["vocab_size"] == 17 and task["n_classes"] == 10
-    with pytest.raises(LRAError, match="--task"):
-        bench.load_configs("fnet", "nonsense", 10)
-    with pytest.raises(LRAError, match="--models"):
-        bench.load_configs("nonsense", "text", 10)
-    model, _ = bench.build("fnet-nomix", "text", 16)
-    assert all(isinstance(b.mixer, bench.ZeroMixer) for b in model.encoder.blocks)
+def test_configs_are_what_train_composes_and_nomix_removes_mixing():
+    cfg = bench.train_config("text", "fnet")
+    assert (cfg.model.d_model, cfg.model.n_layers, cfg.model.d_ff) == (256, 4, 1024)  # the text recipe
+    assert (cfg.model.mixer, cfg.model.norm) == ("fourier", "post")
+    assert cfg.task.vocab_size == 257 and cfg.task.n_classes == 2
+    # fnet_hybrid: a defaults list over fnet over _base; the same config train.py gets.
+    cfg = bench.train_config("listops", "fnet_hybrid")
+    train = compose_train(["task=listops", "model=fnet_hybrid"])
+    assert OmegaConf.to_container(cfg.model, resolve=True) == OmegaConf.to_container(train.model, resolve=True)
+    assert (cfg.model.mixer, list(cfg.model.attention_layers), cfg.model.d_model) == ("fourier", [-2, -1], 512)
+    cfg.task.max_len = 7  # a copy: the cached composition is not changed
+    assert bench.train_config("listops", "fnet_hybrid").task.max_len == train.task.max_len
+    with pytest.raises(LRAError, match="task=nonsense is not available; choose one of: .*listops"):
+        bench.train_config("nonsense", "fnet")
+    with pytest.raises(LRAError, match="model=nonsense is not available; choose one of: .*fnet_hybrid"):
+        bench.train_config("text", "nonsense")
+    model, task = bench.build("fnet-nomix", "text", 16)
+    assert task.max_len == 16 and all(isinstance(b.mixer, bench.ZeroMixer) for b in model.encoder.blocks)
     model, _ = bench.build("fnet", "text", 16)
     assert all(isinstance(b.mixer, FourierMixer) for b in model.encoder.blocks)
+    model, _ = bench.build("fnet_hybrid", "text", 16)
+    assert [type(b.mixer).__name__ for b in model.encoder.blocks] == ["FourierMixer"] * 2 + ["Attention"] * 2
+
+
+def test_unknown_names_are_one_line_errors(tmp_path, capsys):
+    assert bench.main(["--models", "fnet,nonsense", "--task", "text", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--models", "fnet", "--task", "nonsense", "--out", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("error: model=nonsense is not available") and "fnet_hybrid" in lines[0]
+    assert lines[1].startswith("error: task=nonsense is not available") and "retrieval" in lines[1]
+    assert not (tmp_path / "bench.json").exists()
+
+
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
+def test_every_task_builds_a_model_and_a_batch_it_takes(task):
+    model, cfg = bench.build("fnet", task, 16)
+    batch = bench.random_batch(cfg, 2, 16, torch.device("cpu"))
+    assert ("input_ids_2" in batch and "mask_2" in batch) == bool(cfg.dual) == (task == "retrieval")
+    for key in ("input_ids", "input_ids_2") if cfg.dual else ("input_ids",):
+        assert batch[key].shape == (2, 16) and 1 <= batch[key].min() and batch[key].max() < cfg.vocab_size
+    assert model(batch).shape == (2, cfg.n_classes)
 
 
 def test_random_batch_dual_task():
     batch = bench.random_batch({"vocab_size": 5, "n_classes": 3, "dual": True}, 2, 7, torch.device("cpu"))
     assert batch["input_ids_2"].shape == (2, 7) and batch["mask_2"].all()
     assert 1 <= batch["input_ids"].min() and batch["input_ids"].max() < 5 and batch["label"].max() < 3
+    again = bench.random_batch({"vocab_size": 5, "n_classes": 3, "dual": True}, 2, 7, torch.device("cpu"))
+    assert all(torch.equal(batch[k], again[k]) for k in batch)  # seeded
+    with pytest.raises(LRAError, match="vocab_size=1"):
+        bench.random_batch({"vocab_size": 1, "n_classes": 2}, 2, 7, torch.device("cpu"))
+
+
+def test_fnet_hybrid_benchmark_writes_json(tmp_path, capsys):
+    # Pathfinder's recipe is the smallest with 4 layers (d_model 32): FNet below, attention in the last two.
+    argv = ["--models", "fnet_hybrid,fnet_hybrid-nomix", "--task", "pathfinder", "--lengths", "16", "--batch", "2",
+            "--repeats", "1", "--warmup", "0", "--baseline", "fnet_hybrid", "--no-isolate", "--threads", "1",
+            "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    assert payload["task"] == "pathfinder" and payload["models"] == ["fnet_hybrid", "fnet_hybrid-nomix"]
+    rows = {r["model"]: r for r in payload["results"]}
+    assert rows["fnet_hybrid"]["steps_per_s"] > 0 and rows["fnet_hybrid"]["speedup"] == pytest.approx(1.0)
+    assert rows["fnet_hybrid-nomix"]["steps_per_s"] > 0
+    assert rows["fnet_hybrid-nomix"]["n_params"] < rows["fnet_hybrid"]["n_params"]  # attention weights removed
+    assert "fnet_hybrid-nomix" in capsys.readouterr().out
 
 
 def test_mixing_micro_benchmark(tmp_path, capsys):

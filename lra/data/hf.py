@@ -77,6 +77,29 @@ def load_table(source: str | Path, config: str | None, split: str, cache_dir: Pa
     return dataset.with_format("arrow")[:]
 
 
+def read_split(
+    dataset: tuple[str, str, str, str], columns: Sequence[str], split: str, path: Path, hf_cache: Path, from_hub: bool
+) -> tuple[pa.Table, str]:
+    """One split from the hub cache (`from_hub`) or the local snapshot at `path`, its `columns` checked; returns
+    the table and how errors name it. `dataset` = (name in messages, hub repository, config, download name)."""
+    what, repo, config, download = dataset
+    if from_hub:
+        where = f"{repo} ({split})"
+        failure = (
+            f"{what} not found: no {path} and no {repo} in the Hugging Face cache {hf_cache}; "
+            f"get it with `{download_hint(download, hf_cache)}` or set task.path to a local copy"
+        )
+        table = load_table(repo, config, split, hf_cache, failure)
+    else:
+        where = f"{path} ({split})"
+        failure = f"{where}: cannot load this snapshot of {repo}"
+        table = load_table(path, snapshot_config(path, config), split, hf_cache, failure)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise LRAError(f"{where}: has columns {table.column_names}, lacks {missing}")
+    return table, where
+
+
 def first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from lra.data.base import LRADataModule
-from lra.data.hf import check_snapshot, download_hint, load_table, parquet_files, snapshot_config
+from lra.data.hf import check_snapshot, parquet_files, read_split
 from lra.data.pixels import decode_png, grey_like_lra
 from lra.errors import LRAError
 
 REPO, CONFIG = "uoft-cs/cifar10", "plain_text"
+DATASET = ("CIFAR-10", REPO, CONFIG, "cifar10")  # as named in messages, on the hub, and by data_prep.download
 COLUMNS = ("img", "label")
 PICKLES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 SIDE = 32
@@ -122,20 +123,7 @@ class ImageDataModule(LRADataModule):
         return self.loaded[split]
 
     def read_table(self, split: str) -> tuple[np.ndarray, np.ndarray, str]:
-        if self.layout() == "hub":
-            where = f"{REPO} ({split})"
-            failure = (
-                f"CIFAR-10 not found: no {self.path} and no {REPO} in the Hugging Face cache {self.hf_cache}; "
-                f"get it with `{download_hint('cifar10', self.hf_cache)}` or set task.path to a local copy"
-            )
-            table = load_table(REPO, CONFIG, split, self.hf_cache, failure)
-        else:
-            where = f"{self.path} ({split})"
-            failure = f"{where}: cannot load this snapshot of {REPO}"
-            table = load_table(self.path, snapshot_config(self.path, CONFIG), split, self.hf_cache, failure)
-        missing = [c for c in COLUMNS if c not in table.column_names]
-        if missing:
-            raise LRAError(f"{where}: has columns {table.column_names}, lacks {missing}")
+        table, where = read_split(DATASET, COLUMNS, split, self.path, self.hf_cache, self.layout() == "hub")
         # The `img` column is stored as {bytes, path}: decode the PNG bytes ourselves, once.
         images = table.column("img").to_pylist()
         rgb = np.empty((len(images), SIDE, SIDE, 3), dtype=np.uint8)

@@ -16,10 +16,11 @@ import numpy as np
 
 from lra.data import bytes as byte_tokens
 from lra.data.base import LRADataModule
-from lra.data.hf import check_snapshot, download_hint, load_table, parquet_files, snapshot_config
+from lra.data.hf import check_snapshot, parquet_files, read_split
 from lra.errors import LRAError
 
 REPO, CONFIG = "stanfordnlp/imdb", "plain_text"
+DATASET = ("IMDB", REPO, CONFIG, "imdb")  # as named in messages, on the hub, and by data_prep.download
 COLUMNS = ("text", "label")
 ACL_LABELS = {"neg": 0, "pos": 1}  # the hub's ClassLabel order
 VAL_SPLITS = ("test", "holdout")
@@ -126,20 +127,7 @@ class TextDataModule(LRADataModule):
         return self.loaded[split]
 
     def read_table(self, split: str, layout: str) -> tuple[list[bytes], np.ndarray]:
-        if layout == "hub":
-            where = f"{REPO} ({split})"
-            failure = (
-                f"IMDB not found: no {self.path} and no {REPO} in the Hugging Face cache {self.hf_cache}; "
-                f"get it with `{download_hint('imdb', self.hf_cache)}` or set task.path to a local copy"
-            )
-            table = load_table(REPO, CONFIG, split, self.hf_cache, failure)
-        else:
-            where = f"{self.path} ({split})"
-            failure = f"{where}: cannot load this snapshot of {REPO}"
-            table = load_table(self.path, snapshot_config(self.path, CONFIG), split, self.hf_cache, failure)
-        missing = [c for c in COLUMNS if c not in table.column_names]
-        if missing:
-            raise LRAError(f"{where}: has columns {table.column_names}, lacks {missing}")
+        table, where = read_split(DATASET, COLUMNS, split, self.path, self.hf_cache, layout == "hub")
         texts = table.column("text").to_pylist()
         if None in texts:
             raise LRAError(f"{where}: row {texts.index(None)} has no text")
