@@ -69,7 +69,10 @@ def newest_checkpoint(directory: Path) -> Path | None:
 
 
 def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> str | None:
-    """What fit resumes from: an explicit file, `last` (must exist), or `resume=auto` (if any exists)."""
+    """What fit resumes from: an explicit file, `last` (must exist), or `resume=auto` (if any exists).
+
+    Unset, a run directory that already holds checkpoints is an error (never a silent continuation or overwrite),
+    except in a job SLURM requeued, which continues where it stopped."""
     if resume not in (None, "auto"):
         raise LRAError(f"resume={resume!r} is not an option; use resume=auto or leave it unset")
     if ckpt_path not in (None, "last"):
@@ -83,9 +86,23 @@ def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> s
             f"ckpt_path=last: no readable checkpoint in {directory}; "
             "pass hydra.run.dir=<the interrupted run's directory>"
         )
-    if resume == "auto" and found is not None:
-        print(f"resuming from {found}")
-    return str(found) if found is not None else None
+    if found is None:
+        return None
+    if ckpt_path is None and resume is None:
+        if not requeued():
+            raise LRAError(
+                f"{directory} already holds checkpoints ({found.name}); pass resume=auto to continue that run, "
+                "or choose a new hydra.run.dir"
+            )
+        print(f"SLURM requeued this job (SLURM_RESTART_COUNT={os.environ['SLURM_RESTART_COUNT']}): ", end="")
+    print(f"resuming from {found}")
+    return str(found)
+
+
+def requeued() -> bool:
+    """Whether SLURM restarted this job (after a pre-emption requeue): it then continues its run by itself."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return count.isdigit() and int(count) > 0
 
 
 class RunState(pl.Callback):

@@ -57,7 +57,7 @@ class Preemption(pl.Callback):
         name = signal.Signals(self.signum).name
         job = os.environ.get("SLURM_JOB_ID")
         how = (
-            f"requeued SLURM job {job}; it resumes by itself with resume=auto"
+            f"requeued SLURM job {job}; it resumes by itself when it restarts"
             if self.requeue and job
             else f"resume with the same command plus hydra.run.dir={self.checkpoint.parent.parent} resume=auto"
         )

@@ -165,6 +165,30 @@ def test_resuming_into_a_different_configuration_is_refused(listops_data, tmp_pa
         run(changed)
 
 
+def test_a_run_directory_with_checkpoints_is_not_reused_without_resume(listops_data, tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    out = tmp_path / "run"
+    overrides = [*tiny_run_overrides(listops_data, out), "task.max_len=32"]
+    run(compose_train(overrides))
+    newest = newest_checkpoint(out / "checkpoints")
+    with pytest.raises(LRAError) as caught:
+        run(compose_train(overrides))
+    assert str(caught.value) == (
+        f"{out / 'checkpoints'} already holds checkpoints ({newest.name}); pass resume=auto to continue that run, "
+        "or choose a new hydra.run.dir"
+    )
+
+
+def test_a_requeued_slurm_job_resumes_by_itself(listops_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    run(compose_train([*tiny_run_overrides(listops_data, out, steps=4), "task.max_len=32"]))
+    newest = newest_checkpoint(out / "checkpoints")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    run(compose_train([*tiny_run_overrides(listops_data, out, steps=6), "task.max_len=32"]))
+    assert f"SLURM requeued this job (SLURM_RESTART_COUNT=1): resuming from {newest}" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["step"] == 6
+
+
 # --- numeric guards -------------------------------------------------------------------------------------------------
 def poison_at(monkeypatch, step: int, target: str) -> None:
     """Make the model produce NaN at one training step: a weight (`weight`) or only that step's loss (`loss`)."""
