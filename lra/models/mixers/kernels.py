@@ -53,6 +53,28 @@ class KernelMixer(nn.Module):
         return self.out(merge_heads(y).to(q.dtype)).to(x.dtype)
 
 
+class LandmarkMixer(KernelMixer):
+    """A kernel mixer approximated through `num_landmarks` segment-mean landmarks and a `pinv_iterations`-step
+    pseudo-inverse (Nystromformer, Skyformer): the options and their checks, once."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        num_landmarks: int = 128,
+        pinv_iterations: int = 6,
+    ) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout)
+        if num_landmarks < 1 or pinv_iterations < 0:
+            raise LRAError(
+                f"model.num_landmarks={num_landmarks} must be >= 1 and model.pinv_iterations={pinv_iterations} >= 0"
+            )
+        self.num_landmarks = min(num_landmarks, max_len)
+        self.pinv_iterations = pinv_iterations
+
+
 def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """sum_j (phi_q_i . phi_k_j) v_j / sum_j (phi_q_i . phi_k_j) in O(L F D) instead of O(L^2).
 

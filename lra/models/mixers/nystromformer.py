@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.kernels import KernelMixer, iterative_pinv, landmark_block, segment_means
+from lra.models.mixers.kernels import LandmarkMixer, iterative_pinv, landmark_block, segment_means
 from lra.models.mixers.registry import register
 
 
@@ -17,7 +17,7 @@ def masked_softmax(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 @register("nystromformer")
-class NystromformerMixer(KernelMixer):
+class NystromformerMixer(LandmarkMixer):
     """softmax(Q Kl^T) pinv(softmax(Ql Kl^T)) softmax(Ql K^T) V, all logits scaled by 1/sqrt(d).
 
     Landmarks Ql, Kl are means of `num_landmarks` contiguous segments of each row's real tokens (pads excluded,
@@ -39,13 +39,7 @@ class NystromformerMixer(KernelMixer):
         pinv_iterations: int = 6,
         conv_kernel_size: int | None = 35,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
-        if num_landmarks < 1 or pinv_iterations < 0:
-            raise LRAError(
-                f"model.num_landmarks={num_landmarks} must be >= 1 and model.pinv_iterations={pinv_iterations} >= 0"
-            )
-        self.num_landmarks = min(num_landmarks, max_len)
-        self.pinv_iterations = pinv_iterations
+        super().__init__(d_model, n_heads, max_len, dropout, num_landmarks, pinv_iterations)
         self.conv = None
         if conv_kernel_size:
             if conv_kernel_size < 0 or conv_kernel_size % 2 == 0:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lra.errors import LRAError
-from lra.models.mixers.kernels import KernelMixer, iterative_pinv, landmark_block, segment_means
+from lra.models.mixers.kernels import LandmarkMixer, iterative_pinv, landmark_block, segment_means
 from lra.models.mixers.registry import register
 
 
@@ -17,7 +16,7 @@ def gaussian_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @register("skyformer")
-class SkyformerMixer(KernelMixer):
+class SkyformerMixer(LandmarkMixer):
     """Kernelized attention C V with C_ij = exp(-|q_i - k_j|^2 / (2 sqrt(d))): the softmax kernel exp(q.k/sqrt(d))
     normalised by exp(|q|^2/(2 sqrt d)) exp(|k|^2/(2 sqrt d)) instead of by its row sums, as in the paper.
 
@@ -29,23 +28,6 @@ class SkyformerMixer(KernelMixer):
     authors' code does, to condition it) and un-normalised after. Padded keys get zero kernel weight. No attention
     matrix is formed, so `dropout` is not used.
     """
-
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        max_len: int,
-        dropout: float,
-        num_landmarks: int = 128,
-        pinv_iterations: int = 6,
-    ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
-        if num_landmarks < 1 or pinv_iterations < 0:
-            raise LRAError(
-                f"model.num_landmarks={num_landmarks} must be >= 1 and model.pinv_iterations={pinv_iterations} >= 0"
-            )
-        self.num_landmarks = min(num_landmarks, max_len)
-        self.pinv_iterations = pinv_iterations
 
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         scale = self.head_dim**-0.25  # |q - k|^2 / (2 sqrt d) = |q' - k'|^2 / 2 with q' = q d^-1/4
