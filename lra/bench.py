@@ -33,16 +33,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from lra.config import CONF_DIR, compose_train
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.models.mixers.fourier import PATHS, fourier_mix
-from lra.validate import check_choices, check_config, choices
+from lra.validate import check_config, choices
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODEL_LENGTHS = (512, 1024, 2048, 4096, 8192)
 MIXING_LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
 NOMIX = "-nomix"
@@ -53,10 +52,7 @@ NOMIX = "-nomix"
 def composed(task: str, model: str | None = None) -> DictConfig:
     """The config `python train.py task=<task> [model=<model>]` runs with (Hydra's compose API), composed once per
     pair and kept read-only: `train_config` hands out copies."""
-    overrides = [f"task={task}", *([f"model={model}"] if model is not None else [])]
-    check_choices(overrides, CONF_DIR)  # an unknown name: one line listing the available ones
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_train([f"task={task}", *([f"model={model}"] if model is not None else [])])
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

@@ -6,22 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+from lra.config import CONF_DIR as CONF  # noqa: E402,F401 - after the environment above; tests import it from here
+from lra.config import compose_train  # noqa: E402,F401 - the tests compose through it
 
 # A model small enough for a CPU step in milliseconds; the keys every model shares.
 TINY_MODEL = ["model.n_layers=2", "model.d_model=32", "model.n_heads=4", "model.d_ff=64"]
-
-
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def tiny_run_overrides(data_dir: Path, output_dir: Path, steps: int = 4) -> list[str]:

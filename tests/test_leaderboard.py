@@ -14,11 +14,10 @@ from PIL import Image
 
 import lra.leaderboard as leaderboard
 from lra.published import ACCURACY, AVERAGE_TASKS, EFFICIENCY, FNET, LRA, MEGA, S4, TASKS, primary
-from tests.conftest import write_listops
+from tests.conftest import CONF, write_listops
 from tests.task_fixtures import write_imdb_snapshot
 from tests.test_sweeps import TINY, train_py
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

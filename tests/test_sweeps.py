@@ -18,10 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 
 from lra.errors import LRAError
 from lra.models import build_model
-from tests.conftest import write_listops
+from tests.conftest import CONF, write_listops
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
 EXPERIMENTS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in CONF.glob("experiment/*/*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.name.startswith("_"))
 # A few CPU steps of a very small model; the sweep tests add their own sweep dimensions.

@@ -6,26 +6,19 @@ The LRA rule for a fair comparison: no model more than 10% above the Transformer
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
+from lra.config import CONF_DIR, compose_train
 from lra.models import build_model, count_parameters
+from lra.validate import choices
 
-CONF = Path(__file__).resolve().parent.parent.parent / "conf"
 LIMIT = 1.10
-
-
-def model_names() -> list[str]:
-    return sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.name.startswith("_"))
 
 
 def parameter_counts(overrides: list[str]) -> dict[str, int]:
     counts = {}
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for name in model_names():
-            cfg = compose(config_name="train", overrides=[*overrides, f"model={name}"])
-            counts[name] = count_parameters(build_model(cfg.model, cfg.task))
+    for name in choices(CONF_DIR, "model"):
+        cfg = compose_train([*overrides, f"model={name}"])
+        counts[name] = count_parameters(build_model(cfg.model, cfg.task))
     return counts
 
 
