@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
-import multiprocessing
 import os
-import sys
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lra.errors import LRAError
+from lra.parallel import parallel_map
 
 SPLITS = ("train", "val", "test")
 HEADER = "Source\tTarget"
@@ -217,18 +215,8 @@ def make_chunk(settings: Settings, index: int) -> tuple[list[str], list[int], li
 
 
 def chunks(settings: Settings, workers: int) -> Iterator[tuple[list[str], list[int], list[bytes]]]:
-    """Chunks 0, 1, 2, ... in order, `workers` processes computing a few ahead; endless, the caller stops it."""
-    if workers == 1:
-        yield from (make_chunk(settings, index) for index in itertools.count())
-        return
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with context.Pool(workers) as pool:  # leaving the block (the caller closed this generator) terminates the pool
-        index = itertools.count()
-        pending = deque(pool.apply_async(make_chunk, (settings, next(index))) for _ in range(2 * workers))
-        while True:
-            result = pending.popleft().get()
-            pending.append(pool.apply_async(make_chunk, (settings, next(index))))
-            yield result
+    """Chunks 0, 1, 2, ... in order, `workers` processes computing a few ahead; endless, the caller closes it."""
+    return parallel_map(make_chunk, ((settings, index) for index in itertools.count()), workers)
 
 
 def longest_tree(max_depth: int, max_args: int, cap: int) -> int:

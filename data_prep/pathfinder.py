@@ -17,11 +17,9 @@ pointing at a missing image.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from tqdm import tqdm
 
 from data_prep.pathfinder_draw import DIFFICULTIES, SIZES, Params, Sample, make_sample, params_for
 from lra.errors import LRAError
+from lra.parallel import parallel_map
 
 __all__ = ["BATCH_SIZE", "DIFFICULTIES", "SIZES", "Sample", "generate", "main", "make_sample", "image_rng"]
 
@@ -157,35 +156,9 @@ def generate(out_dir: Path | str, size: int, difficulty: str, n: int, seed: int 
 
     with tqdm(total=n, desc=f"pathfinder{size} {difficulty}", unit="img", file=sys.stderr,
               disable=not progress) as bar:
-        if workers == 1 or len(chunks) == 1:
-            for chunk in chunks:
-                finish(*render_chunk(chunk), bar)
-        else:
-            run_parallel(chunks, workers, lambda result: finish(*result, bar))
+        for result in parallel_map(render_chunk, ((chunk,) for chunk in chunks), min(workers, len(chunks))):
+            finish(*result, bar)
     return root
-
-
-def run_parallel(chunks: list[Chunk], workers: int, on_result) -> None:
-    """Keep `2 * workers` chunks in flight (not all of them: a 200k-image run would queue 8000 futures)."""
-    pending = iter(chunks)
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
-        running: set[Future] = set()
-        try:
-            while True:
-                for chunk in pending:
-                    running.add(pool.submit(render_chunk, chunk))
-                    if len(running) >= 2 * workers:
-                        break
-                if not running:
-                    return
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    on_result(future.result())
-        except BaseException:
-            for future in running:
-                future.cancel()
-            raise
 
 
 def write_preview(root: Path, path: Path | str, count: int = 16, columns: int = 4) -> Path:

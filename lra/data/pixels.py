@@ -1,14 +1,12 @@
 """Images to pixel tokens, shared by Image and Pathfinder: PNG decoding, LRA's grey conversion, parallel decoding.
 
-Kept free of torch imports: decoding processes start fast even where they are spawned rather than forked.
+Kept free of torch imports: decoding processes are spawned (lra.parallel) and import this module afresh.
 """
 
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lra.errors import LRAError
+from lra.parallel import parallel_map
 
 # tf.image.rgb_to_grayscale's weights (ITU-R 601 luma, rounded as TensorFlow has them).
 GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
@@ -77,30 +76,13 @@ def decode_grey_pngs(target: Path, paths: list[str], wheres: list[str], side: in
     """Fill the [len(paths), side*side] uint8 .npy at `target` from PNG files, across `workers` processes
     (default: one per CPU); returns the sorted rows of empty images. `wheres` name each image's metadata line."""
     n = len(paths)
-    workers = workers or os.cpu_count() or 1
+    small = n < PARALLEL_MIN
+    workers = 1 if small else workers or os.cpu_count() or 1
     starts = range(0, n, IMAGES_PER_TASK)
-    if workers == 1 or n < PARALLEL_MIN:
-        empty = []
-        for start in starts:
-            end = start + IMAGES_PER_TASK
-            empty += decode_grey_rows(str(target), start, paths[start:end], wheres[start:end], side)
-        return sorted(empty)
+    tasks = ((str(target), s, paths[s : s + IMAGES_PER_TASK], wheres[s : s + IMAGES_PER_TASK], side) for s in starts)
     empty = []
-    with (
-        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context()) as pool,
-        tqdm(total=n, desc=f"decoding {n} PNGs", unit="img") as bar,
-    ):
-        tasks = {
-            pool.submit(
-                decode_grey_rows, str(target), s, paths[s : s + IMAGES_PER_TASK], wheres[s : s + IMAGES_PER_TASK], side
-            ): min(IMAGES_PER_TASK, n - s)
-            for s in starts
-        }
-        try:
-            for task in as_completed(tasks):
-                empty += task.result()
-                bar.update(tasks[task])
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    with tqdm(total=n, desc=f"decoding {n} PNGs", unit="img", disable=small) as bar:
+        for start, rows in zip(starts, parallel_map(decode_grey_rows, tasks, workers), strict=True):
+            empty += rows
+            bar.update(min(IMAGES_PER_TASK, n - start))
     return sorted(empty)
