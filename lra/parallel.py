@@ -34,12 +34,12 @@ def parallel_map(fn: Callable[..., Result], tasks: Iterable[tuple], workers: int
         return
     tasks = iter(tasks)
     ahead = ahead or 2 * workers
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         pending: deque[Future] = deque(pool.submit(fn, *task) for task in itertools.islice(tasks, ahead))
-        try:
-            while pending:
-                result = pending.popleft().result()
-                pending.extend(pool.submit(fn, *task) for task in itertools.islice(tasks, 1))
-                yield result
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        while pending:
+            result = pending.popleft().result()
+            pending.extend(pool.submit(fn, *task) for task in itertools.islice(tasks, 1))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
