@@ -39,6 +39,7 @@ from torch import nn
 from lra.config import CONF_DIR, compose_train
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
+from lra.models.mixers import Mixer
 from lra.models.mixers.fourier import PATHS, fourier_mix
 from lra.validate import check_config, choices
 
@@ -64,10 +65,14 @@ def train_config(task: str, model: str | None = None) -> DictConfig:
     return cfg
 
 
-class ZeroMixer(nn.Module):
+class ZeroMixer(Mixer):
     """Stands in for a token mixer in `<name>-nomix` models (benchmark only, not registered): returns zeros."""
 
     uses_mask = False
+    uses_heads = False
+
+    def __init__(self) -> None:
+        super().__init__(d_model=0, n_heads=1, max_len=0, dropout=0.0)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)

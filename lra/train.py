@@ -82,12 +82,11 @@ def run(cfg: DictConfig) -> float:
 def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
     pl.seed_everything(cfg.seed, workers=True)
     checkpoints = output_dir / "checkpoints"
+    model = build_model(cfg.model, cfg.task)  # first: a bad model option stops before any data is read
     datamodule = build_datamodule(cfg.task, cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_dataset_size(datamodule, cfg.task.batch_size)
-
-    model = build_model(cfg.model, cfg.task)
     task = LRATask(
         model, n_classes=cfg.task.n_classes, total_steps=cfg.trainer.max_steps,
         **OmegaConf.to_container(cfg.optim, resolve=True),

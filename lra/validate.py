@@ -1,4 +1,6 @@
-"""Configuration checks that run before any data is touched: one line per problem, naming the key."""
+"""Configuration checks that run before any data is touched: one line per problem, naming the key.
+
+The model's own checks (mixer name, options, heads) run when it is built, also before any data is read."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lra.errors import LRAError
-from lra.models import layer_mixers
-from lra.models.mixers import MIXERS
 
 POSITIVE = (
     "model.n_layers", "model.d_model", "model.n_heads", "model.d_ff", "task.batch_size", "task.max_len",
@@ -44,16 +44,6 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int | float) or not 0 <= value < 1:
             raise LRAError(f"{key}={value} must be in [0, 1)")
-    model = cfg.model
-    if model.mixer not in MIXERS:
-        raise LRAError(f"model.mixer={model.mixer} is not a mixer; available: {', '.join(sorted(MIXERS))}")
-    layers = layer_mixers(model.mixer, model.n_layers, list(model.attention_layers or []))
-    headed = sorted({name for name in layers if getattr(MIXERS[name], "uses_heads", True)})
-    if headed and model.d_model % model.n_heads:
-        raise LRAError(
-            f"model.d_model={model.d_model} is not divisible by model.n_heads={model.n_heads}, "
-            f"which {', '.join(headed)} layers need"
-        )
 
 
 def check_dataset_size(datamodule, batch_size: int) -> None:

@@ -265,7 +265,7 @@ def test_unknown_task_from_the_command_line_is_one_line():
     "overrides, line",
     [
         (["model=transformer", "model.d_model=50", "model.n_heads=4"],
-         "model.d_model=50 is not divisible by model.n_heads=4, which attention layers need"),
+         "model.d_model=50 is not divisible by model.n_heads=4, which Attention needs; change one of them"),
         (["model.n_layers=0"], "model.n_layers=0 must be a positive integer"),
         (["model.d_model=-8"], "model.d_model=-8 must be a positive integer"),
         (["task.batch_size=0"], "task.batch_size=0 must be a positive integer"),
@@ -279,7 +279,7 @@ def test_config_rules_fail_before_any_data_is_touched(tmp_path, overrides, line)
     with pytest.raises(LRAError) as caught:
         run(cfg)  # the data directory does not exist: only a config check can fail first
     if line is None:
-        assert str(caught.value).startswith("model.mixer=nope is not a mixer; available: ")
+        assert str(caught.value).startswith("model.mixer='nope' is not a mixer; available: ")
     else:
         assert str(caught.value) == line
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from lra.models.mixers import MIXERS, build_mixer
+from lra.errors import LRAError
+from lra.models.mixers import MIXERS, HeadedMixer, Mixer, build_mixer
 
 D, H, L, N_REAL = 32, 4, 64, 40
 
@@ -47,4 +48,29 @@ def test_padding_content_does_not_reach_real_positions(name):
     with torch.no_grad():
         y, y_other = mixer(x, mask), mixer(x_other, mask)
     same = torch.allclose(y[mask], y_other[mask], atol=1e-5, rtol=1e-4)
-    assert same == getattr(mixer, "uses_mask", True), "uses_mask=False mixers must really mix pads, others must not"
+    assert same == mixer.uses_mask, "uses_mask=False mixers must really mix pads, others must not"
+
+
+ATTENTION_LIKE = sorted(set(MIXERS) - {"fourier", "linear", "luna"})
+
+
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_every_mixer_declares_the_contract(name):
+    """The encoder reads these declared attributes, never probes for them."""
+    cls = MIXERS[name]
+    assert issubclass(cls, Mixer)
+    assert {type(cls.uses_mask), type(cls.uses_heads), type(cls.uses_state)} == {bool}
+    assert make(name).resizer(1, 4, True) is None or name == "fourier_transformer"
+
+
+@pytest.mark.parametrize("name", ATTENTION_LIKE)
+def test_attention_like_mixers_share_one_headed_projection(name):
+    mixer = make(name)
+    assert isinstance(mixer, HeadedMixer)
+    assert mixer.qkv.in_features == D and mixer.qkv.bias is None and mixer.out.out_features == D
+
+
+@pytest.mark.parametrize("name", ["attention", "performer", "local", "reformer"])
+def test_head_divisibility_is_one_message(name):
+    with pytest.raises(LRAError, match=r"^model.d_model=30 is not divisible by model.n_heads=4, which \w+ needs"):
+        build_mixer(name, d_model=30, n_heads=4, max_len=L, dropout=0.0)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lra.models.mixers import build_mixer
-from lra.models.mixers.attention import merge_heads, split_heads
+from lra.models.mixers.base import merge_heads, split_heads
 
 D, H, MAX_LEN = 32, 4, 64
 ATOL = 1e-5
@@ -162,8 +162,8 @@ def test_bigbird_matches_dense_pattern(length, n_global_blocks):
 
 
 def shared_qk(mixer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    q = split_heads(mixer.qk(x), H)
-    return q, F.normalize(q, dim=-1), split_heads(mixer.value(x), H)
+    q, v = mixer.heads(x)
+    return q, F.normalize(q, dim=-1), v
 
 
 def reformer_reference(mixer, x, mask, allowed: torch.Tensor) -> torch.Tensor:

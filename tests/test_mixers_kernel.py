@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lra.models.mixers import build_mixer
-from lra.models.mixers.attention import merge_heads, split_heads
+from lra.models.mixers.base import merge_heads, split_heads
 from lra.models.mixers.kernels import iterative_pinv, landmark_block, segment_means
 from lra.models.mixers.skyformer import gaussian_kernel
 

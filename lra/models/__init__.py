@@ -9,7 +9,6 @@ from omegaconf import DictConfig, OmegaConf
 from lra.errors import LRAError
 from lra.models.classifier import Classifier
 from lra.models.encoder import Encoder
-from lra.models.mixers import available
 
 # Keys every model config shares (conf/model/_base.yaml); any other key of a model config is an option of its mixer.
 BASE_KEYS = (
@@ -32,8 +31,6 @@ def build_model(model: Mapping, task: Mapping) -> Classifier:
     """Build the classifier for `task` (vocab, max_len, classes, dual) from a model config."""
     cfg = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
     options = {k: v for k, v in cfg.items() if k not in BASE_KEYS}
-    if cfg["mixer"] not in available():
-        raise LRAError(f"model.mixer={cfg['mixer']!r} is not a mixer; available: {', '.join(available())}")
     encoder = Encoder(
         layers=layer_mixers(cfg["mixer"], cfg["n_layers"], list(cfg.get("attention_layers") or [])),
         vocab_size=task["vocab_size"],

@@ -1,13 +1,6 @@
 """The shared encoder: embed -> N x [mixer + feed-forward] -> pool. Only the token mixer varies between models.
 
-Two optional extensions of the mixer contract, for methods that are more than a per-layer token mixer:
-- state across layers (Luna's packed sequence): a mixer with the class attribute `uses_state = True` is called as
-  `mixer(x, mask, state=state)`, with one dict per encoder forward shared by all layers, to read and write in place.
-- a changing sequence (the Fourier Transformer's spectral filter): a mixer with a method
-  `resizer(layer, n_layers, cls) -> nn.Module | None` may return a module `(x, mask) -> (x, mask)` that the encoder
-  applies before that layer; later layers and the pooling see the new length and mask. `cls` says whether
-  position 0 is the CLS token.
-Both mixers still work through the plain `forward(x, mask) -> y` call (no state: start afresh; no resizing).
+The encoder reads what each mixer declares (`lra.models.mixers.base.Mixer`: uses_mask, uses_state, resizer).
 """
 
 from __future__ import annotations
@@ -17,7 +10,8 @@ import math
 import torch
 from torch import nn
 
-from lra.models.mixers import build_mixer
+from lra.errors import LRAError
+from lra.models.mixers import Mixer, build_mixer
 
 
 def sinusoid_table(length: int, d_model: int) -> torch.Tensor:
@@ -62,7 +56,7 @@ class FeedForward(nn.Sequential):
 class Block(nn.Module):
     """Mixer + feed-forward, each in a residual branch; `norm` = "pre" (LRA Transformer) or "post" (FNet)."""
 
-    def __init__(self, mixer: nn.Module, d_model: int, d_ff: int, dropout: float, norm: str, zero_pad: bool) -> None:
+    def __init__(self, mixer: Mixer, d_model: int, d_ff: int, dropout: float, norm: str, zero_pad: bool) -> None:
         super().__init__()
         if norm not in ("pre", "post"):
             raise ValueError(f"model.norm must be 'pre' or 'post', got {norm!r}")
@@ -72,17 +66,21 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.pre = norm == "pre"
         # A mask-free mixer (FNet) sees pads as tokens unless they are zeroed first.
-        self.zero_pad = zero_pad and not getattr(mixer, "uses_mask", True)
+        self.zero_pad = zero_pad and not mixer.uses_mask
 
     def mix(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         if self.zero_pad:
             x = x * mask[..., None].to(x.dtype)
-        if state is not None and getattr(self.mixer, "uses_state", False):
-            return self.drop(self.mixer(x, mask, state=state))
-        return self.drop(self.mixer(x, mask))
+        y = self.mixer(x, mask, state=state) if state is not None and self.mixer.uses_state else self.mixer(x, mask)
+        if y.shape != x.shape:
+            raise LRAError(
+                f"model.mixer {type(self.mixer).__qualname__} returned shape {tuple(y.shape)} for input "
+                f"{tuple(x.shape)}; a mixer maps [B, L, D] to [B, L, D]"
+            )
+        return self.drop(y)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
-        """`state`: the encoder's dict shared across layers, handed to a mixer with `uses_state` (see above)."""
+        """`state`: the encoder's dict shared across layers, handed to a mixer that declares `uses_state`."""
         if self.pre:
             x = x + self.mix(self.norm1(x), mask, state)
             return x + self.drop(self.ffn(self.norm2(x)))
@@ -94,7 +92,7 @@ class Encoder(nn.Module):
     """Maps token ids [B, L] to one pooled vector [B, D].
 
     `layers` names each block's mixer (a hybrid mixes names); `mixer_options` maps a mixer name to its options.
-    `resizers` holds, by layer index, the modules that change the sequence before a layer (see the module docstring).
+    `resizers` holds, by layer index, the modules that change the sequence before a layer (a mixer's `resizer`).
     """
 
     def __init__(
@@ -125,7 +123,7 @@ class Encoder(nn.Module):
         for index, name in enumerate(layers):
             mixer = build_mixer(name, d_model, n_heads, seq_len, attn_dropout, **options.get(name, {}))
             self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad))
-            resizer = mixer.resizer(index, len(layers), pool == "cls") if hasattr(mixer, "resizer") else None
+            resizer = mixer.resizer(index, len(layers), pool == "cls")
             if resizer is not None:
                 self.resizers[str(index)] = resizer
         self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()

@@ -63,7 +63,7 @@ class BigBirdAttention(BlockMixerBase):
         n_global_blocks: int = 1,
         seed: int | None = None,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout)
         if block_size < 1:
             raise LRAError(f"model.block_size={block_size} must be a positive integer")
         if n_random < 0:

@@ -11,18 +11,16 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from lra.errors import LRAError
-from lra.models.mixers.attention import key_padding_mask, merge_heads, split_heads
+from lra.models.mixers.base import HeadedMixer, attend_all_if_empty
 
 # Score of a masked key: the most negative float32, so that a masked key never outweighs a real one.
 NEG = torch.finfo(torch.float32).min
 
 
 def real_tokens(mask: torch.Tensor) -> torch.Tensor:
-    """[B, L] True = real key, with `key_padding_mask`'s rule: a sequence with no real token counts all as real."""
-    return key_padding_mask(mask)[:, 0, 0]
+    """[B, L] True = real key; a sequence with no real token counts all as real (`attend_all_if_empty`)."""
+    return attend_all_if_empty(mask)
 
 
 def padded_length(length: int, size: int) -> int:
@@ -104,30 +102,15 @@ def joint_softmax(
     return list(probs.split([s.shape[-1] for s in masked], dim=-1)), log_norm
 
 
-class BlockMixerBase(nn.Module):
-    """Bias-free fused q/k/v projection and output projection laid out like the `attention` mixer's (`qkv`, `out`),
-    so that its weights copy over one to one; the subclasses differ only in which keys each query sees."""
-
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
-        super().__init__()
-        if d_model % n_heads:
-            raise LRAError(f"model.d_model={d_model} must be a multiple of model.n_heads={n_heads}")
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.dropout = dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model)
+class BlockMixerBase(HeadedMixer):
+    """The block-sparse mixers' shared steps; the subclasses differ only in which keys each query sees."""
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """[B, L, D] -> q (already scaled by 1/sqrt(head_dim)), k, v, each [B, H, L, Dh]."""
-        q, k, v = (split_heads(t, self.n_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = super().heads(x)
         return q * self.head_dim**-0.5, k, v
 
     def attend_all(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """Full attention of a few (global) queries [B, H, G, Dh] over every real key; [B, H, G, Dh] out."""
         (probs,), _ = joint_softmax([q @ k.transpose(-1, -2)], [real[:, None, None, :]], self.dropout, self.training)
         return probs.to(v.dtype) @ v
-
-    def finish(self, y: torch.Tensor, length: int) -> torch.Tensor:
-        """[B, H, Lpadded, Dh] -> [B, length, D] through the output projection."""
-        return self.out(merge_heads(y[:, :, :length]))

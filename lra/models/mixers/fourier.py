@@ -20,9 +20,9 @@ import functools
 import math
 
 import torch
-from torch import nn
 
 from lra.errors import LRAError
+from lra.models.mixers.base import Mixer
 from lra.models.mixers.registry import register
 
 PATHS = ("auto", "rfft", "matmul", "fft")
@@ -153,7 +153,7 @@ def fourier_mix(x: torch.Tensor, path: str = "auto") -> torch.Tensor:
 
 
 @register("fourier")
-class FourierMixer(nn.Module):
+class FourierMixer(Mixer):
     """FNet mixing. It cannot use the mask: padded positions are mixed in like tokens, as in the paper.
 
     The encoder's `zero_pad` switch zeroes them first; either way every task pads to its fixed `max_len`,
@@ -164,7 +164,7 @@ class FourierMixer(nn.Module):
     uses_heads = False
 
     def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, path: str = "auto") -> None:
-        super().__init__()
+        super().__init__(d_model, n_heads, max_len, dropout)
         if path not in PATHS:
             raise LRAError(f"model.path={path!r} is not a Fourier mixing path; use one of: {', '.join(PATHS)}")
         self.path = path

@@ -8,15 +8,9 @@ pseudo-inverse lose too much in half precision.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.attention import merge_heads, split_heads
-
-
-def attend_all_if_empty(mask: torch.Tensor) -> torch.Tensor:
-    """A sequence with no real token is treated as all real (as exact attention does), so no row is empty."""
-    return mask | ~mask.any(dim=-1, keepdim=True)
+from lra.models.mixers.base import HeadedMixer, attend_all_if_empty
 
 
 def real_rank(mask: torch.Tensor) -> torch.Tensor:
@@ -24,33 +18,21 @@ def real_rank(mask: torch.Tensor) -> torch.Tensor:
     return mask.long().cumsum(dim=-1) - 1
 
 
-class KernelMixer(nn.Module):
-    """Skeleton of a multi-head mixer: bias-free Q/K/V projection (as the LRA Transformer), a float32 kernel
-    `mix(q, k, v, mask) -> [B, H, L, Dh]` written by the subclass, and the output projection.
+class KernelMixer(HeadedMixer):
+    """A headed mixer whose subclass writes a float32 kernel `mix(q, k, v, mask) -> [B, H, L, Dh]`.
 
     The mask reaching `mix` has at least one real token per row (see `attend_all_if_empty`).
     """
-
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float) -> None:
-        super().__init__()
-        if d_model % n_heads:
-            raise LRAError(f"model.d_model={d_model} is not divisible by model.n_heads={n_heads}; change one of them")
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.max_len = max_len
-        self.dropout = dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model)
 
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = attend_all_if_empty(mask)
-        q, k, v = (split_heads(t, self.n_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        q, k, v = self.heads(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
             y = self.mix(q.float(), k.float(), v.float(), mask)
-        return self.out(merge_heads(y).to(q.dtype)).to(x.dtype)
+        return self.finish(y.to(q.dtype)).to(x.dtype)
 
 
 class LandmarkMixer(KernelMixer):

@@ -7,11 +7,12 @@ import math
 import torch
 from torch import nn
 
+from lra.models.mixers.base import Mixer
 from lra.models.mixers.registry import register
 
 
 @register("linear")
-class LinearMixer(nn.Module):
+class LinearMixer(Mixer):
     """Mixes tokens with a learned [max_len, max_len] matrix (its top-left L x L block for a length-L input) and
     hidden units with a learned [D, D] matrix.
 
@@ -25,7 +26,7 @@ class LinearMixer(nn.Module):
     uses_heads = False
 
     def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float) -> None:
-        super().__init__()
+        super().__init__(d_model, n_heads, max_len, dropout)
         # Variance-preserving init: each output is a sum over max_len (or D) inputs.
         self.seq = nn.Parameter(torch.randn(max_len, max_len) / math.sqrt(max_len))
         self.hidden = nn.Parameter(torch.randn(d_model, d_model) / math.sqrt(d_model))

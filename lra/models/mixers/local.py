@@ -18,7 +18,7 @@ class LocalAttention(BlockMixerBase):
     """
 
     def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, block_size: int = 50) -> None:
-        super().__init__(d_model, n_heads, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout)
         if block_size < 1:
             raise LRAError(f"model.block_size={block_size} must be a positive integer")
         self.block_size = block_size

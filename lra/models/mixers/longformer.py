@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.attention import split_heads
+from lra.models.mixers.base import split_heads
 from lra.models.mixers.blocks import (
     BlockMixerBase,
     joint_softmax,
@@ -42,7 +42,7 @@ class LongformerAttention(BlockMixerBase):
         n_global: int = 1,
         separate_global: bool = True,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout)
         if window < 0:
             raise LRAError(f"model.window={window} must be >= 0")
         if n_global < 0:

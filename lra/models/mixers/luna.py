@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.attention import key_padding_mask, merge_heads, split_heads
+from lra.models.mixers.attention import Attention
+from lra.models.mixers.base import Mixer
 from lra.models.mixers.registry import register
 
 # The key of the encoder's per-forward state under which Luna layers pass the packed sequence on.
 CARRY = "luna"
 
 
-class CrossAttention(nn.Module):
-    """Multi-head softmax attention of queries from one sequence over keys/values from another."""
-
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.dropout = dropout
-        self.q = nn.Linear(d_model, d_model, bias=False)
-        self.kv = nn.Linear(d_model, 2 * d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model)
-
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        q = split_heads(self.q(queries), self.n_heads)
-        k, v = (split_heads(t, self.n_heads) for t in self.kv(keys).chunk(2, dim=-1))
-        attn_mask = None if key_mask is None else key_padding_mask(key_mask)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.out(merge_heads(y))
-
-
 @register("luna")
-class Luna(nn.Module):
+class Luna(Mixer):
     """Pack: P' = Attn(P, X) over real tokens only; unpack: Y = Attn(X, P'); cost O(L * proj_len), not O(L^2).
 
     P (`proj_len` x D) starts as a learned parameter. Through the encoder's shared `state` the next Luna layer
@@ -49,19 +28,19 @@ class Luna(nn.Module):
     uses_state = True
 
     def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, proj_len: int = 16) -> None:
-        super().__init__()
+        super().__init__(d_model, n_heads, max_len, dropout)
         if proj_len < 1:
             raise LRAError(f"model.proj_len={proj_len} must be a positive integer")
         self.p = nn.Parameter(torch.randn(proj_len, d_model) * d_model**-0.5)
         self.p_norm = nn.LayerNorm(d_model)
-        self.pack = CrossAttention(d_model, n_heads, dropout)
-        self.unpack = CrossAttention(d_model, n_heads, dropout)
+        self.pack = Attention(d_model, n_heads, proj_len, dropout)
+        self.unpack = Attention(d_model, n_heads, max_len, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         p = state.get(CARRY) if state is not None else None
         if p is None:
             p = self.p.to(x.dtype).expand(x.shape[0], -1, -1)
-        packed = self.pack(self.p_norm(p).to(x.dtype), x, mask)
+        packed = self.pack.attend(self.p_norm(p).to(x.dtype), x, mask)
         if state is not None:
             state[CARRY] = p + packed
-        return self.unpack(x, packed, None)
+        return self.unpack.attend(x, packed, None)

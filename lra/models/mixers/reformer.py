@@ -6,10 +6,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.attention import merge_heads, split_heads
+from lra.models.mixers.base import HeadedMixer
 from lra.models.mixers.blocks import joint_softmax, neighbours, pad_dim, padded_length, real_tokens, to_blocks
 from lra.models.mixers.registry import register
 
@@ -25,7 +24,7 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @register("reformer")
-class ReformerAttention(nn.Module):
+class ReformerAttention(HeadedMixer):
     """LSH attention with shared query/key projection, after the paper:
 
     - keys are the unit-normalised queries, k_j = q_j / ||q_j||; score(i, j) = q_i . k_j / sqrt(d_head);
@@ -56,9 +55,7 @@ class ReformerAttention(nn.Module):
         bucket_size: int | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__()
-        if d_model % n_heads:
-            raise LRAError(f"model.d_model={d_model} must be a multiple of model.n_heads={n_heads}")
+        super().__init__(d_model, n_heads, max_len, dropout, roles="qv")
         if n_hashes < 1:
             raise LRAError(f"model.n_hashes={n_hashes} must be a positive integer")
         if n_buckets is None and bucket_size is None:
@@ -72,15 +69,9 @@ class ReformerAttention(nn.Module):
             raise LRAError(
                 f"model.n_buckets={n_buckets} must be 1 or even and model.bucket_size={bucket_size} positive"
             )
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.dropout = dropout
         self.n_hashes = n_hashes
         self.n_buckets = n_buckets
         self.bucket_size = bucket_size
-        self.qk = nn.Linear(d_model, d_model, bias=False)
-        self.value = nn.Linear(d_model, d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model)
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator().manual_seed(seed)
@@ -106,8 +97,7 @@ class ReformerAttention(nn.Module):
         chunk = min(self.bucket_size, length)
         padded = padded_length(length, chunk)
         n_chunks = padded // chunk
-        queries = pad_dim(split_heads(self.qk(x), self.n_heads), padded, dim=2)
-        values = pad_dim(split_heads(self.value(x), self.n_heads), padded, dim=2)
+        queries, values = (pad_dim(t, padded, dim=2) for t in self.heads(x))
         keys = F.normalize(queries.float(), dim=-1).to(queries.dtype)
         real = pad_dim(real_tokens(mask), padded, dim=1, value=False)  # [B, Lp]
 
@@ -137,7 +127,7 @@ class ReformerAttention(nn.Module):
         log_norm = log_norm.flatten(3, 4).squeeze(-1).gather(3, rank)
         weight = torch.softmax(log_norm, dim=2).to(y.dtype)
         y = (weight[..., None] * y).sum(dim=2)
-        return self.out(merge_heads(y[:, :, :length]))
+        return self.finish(y, length)
 
     def duplicates(
         self, chunk_of: torch.Tensor, token_q: torch.Tensor, token_k: torch.Tensor, before: int

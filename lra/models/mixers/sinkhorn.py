@@ -52,7 +52,7 @@ class SinkhornAttention(BlockMixerBase):
         sinkhorn_iters: int = 5,
         temperature: float = 0.75,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout)
         if block_size < 1:
             raise LRAError(f"model.block_size={block_size} must be a positive integer")
         if sinkhorn_iters < 1:

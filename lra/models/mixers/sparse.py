@@ -53,7 +53,7 @@ class SparseAttention(BlockMixerBase):
         causal: bool = True,
         global_first: bool = True,
     ) -> None:
-        super().__init__(d_model, n_heads, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout)
         if pattern not in PATTERNS:
             raise LRAError(f"model.pattern={pattern!r} is not a sparse pattern; use one of {', '.join(PATTERNS)}")
         if stride < 1:

@@ -7,14 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.attention import key_padding_mask, merge_heads, split_heads
+from lra.models.mixers.attention import key_padding_mask
+from lra.models.mixers.base import HeadedMixer, split_heads
 from lra.models.mixers.registry import register
 
 VARIANTS = ("dense", "random")
 
 
 @register("synthesizer")
-class Synthesizer(nn.Module):
+class Synthesizer(HeadedMixer):
     """Softmax over synthesized logits [H, L, L], then a weighted sum of projected values, per head.
 
     `variant`:
@@ -35,14 +36,13 @@ class Synthesizer(nn.Module):
         rank: int = 8,
         learned: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(d_model, n_heads, max_len, dropout, roles="v")
         if variant not in VARIANTS:
             raise LRAError(f"model.variant={variant!r} is not a synthesizer variant; use one of {', '.join(VARIANTS)}")
         if rank < 1:
             raise LRAError(f"model.rank={rank} must be a positive integer")
         self.variant = variant
-        self.n_heads = n_heads
-        self.dropout = nn.Dropout(dropout)
+        self.attn_drop = nn.Dropout(dropout)
         head_dim = d_model // n_heads
         if variant == "dense":
             # W1 for all heads at once: head h's hidden units are columns h*head_dim..(h+1)*head_dim.
@@ -56,8 +56,6 @@ class Synthesizer(nn.Module):
                 self.factors = nn.Parameter(factors)
             else:
                 self.register_buffer("factors", factors)
-        self.value = nn.Linear(d_model, d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """[B, H, L, L] (dense) or [1, H, L, L] (random) logits over key positions."""
@@ -69,7 +67,7 @@ class Synthesizer(nn.Module):
         return (r1 @ r2.transpose(-1, -2))[None]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        v = split_heads(self.value(x), self.n_heads)
+        (v,) = self.heads(x)
         logits = self.logits(x).float().masked_fill(~key_padding_mask(mask), float("-inf"))
-        weights = self.dropout(logits.softmax(dim=-1).to(v.dtype))
-        return self.out(merge_heads(weights @ v))
+        weights = self.attn_drop(logits.softmax(dim=-1).to(v.dtype))
+        return self.finish(weights @ v)
