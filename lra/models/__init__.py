@@ -13,7 +13,7 @@ from lra.models.encoder import Encoder
 # Keys every model config shares (conf/model/_base.yaml); any other key of a model config is an option of its mixer.
 BASE_KEYS = (
     "name", "mixer", "attention_layers", "n_layers", "d_model", "n_heads", "d_ff",
-    "dropout", "attn_dropout", "norm", "pool", "pos", "zero_pad",
+    "dropout", "attn_dropout", "norm", "pool", "pos", "zero_pad", "impl", "qkv_dim",
 )
 
 
@@ -45,6 +45,8 @@ def build_model(model: Mapping, task: Mapping) -> Classifier:
         pos=cfg["pos"],
         zero_pad=cfg["zero_pad"],
         mixer_options={cfg["mixer"]: options},
+        impl=cfg["impl"],
+        qkv_dim=cfg["qkv_dim"],
     )
     return Classifier(
         encoder, cfg["d_model"], cfg["d_ff"], task["n_classes"], bool(task.get("dual", False)),

@@ -110,6 +110,8 @@ class Encoder(nn.Module):
         pos: str = "sinusoidal",
         zero_pad: bool = False,
         mixer_options: dict[str, dict] | None = None,
+        impl: str = "paper",
+        qkv_dim: int | None = None,
     ) -> None:
         super().__init__()
         if pool not in ("cls", "mean"):
@@ -121,7 +123,9 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList()
         self.resizers = nn.ModuleDict()
         for index, name in enumerate(layers):
-            mixer = build_mixer(name, d_model, n_heads, seq_len, attn_dropout, **options.get(name, {}))
+            mixer = build_mixer(
+                name, d_model, n_heads, seq_len, attn_dropout, impl=impl, qkv_dim=qkv_dim, **options.get(name, {})
+            )
             self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad))
             resizer = mixer.resizer(index, len(layers), pool == "cls")
             if resizer is not None:

@@ -1,10 +1,18 @@
 """The token-mixer contract, declared once: `Mixer` (what every mixer is) and `HeadedMixer` (the multi-head
 query/key/value projection every attention-like mixer shares).
 
-A mixer is built as `cls(d_model, n_heads, max_len, dropout, **options)` and called as `mixer(x[B, L, D],
+A mixer is built as `cls(d_model, n_heads, max_len, dropout, **options, **base)` and called as `mixer(x[B, L, D],
 mask[B, L]) -> [B, L, D]` (mask True = real token). `max_len` is the longest sequence the encoder feeds it (CLS
-included); `dropout` is the attention dropout. What a mixer needs beyond that, it declares as class attributes
-that the encoder reads, with the defaults below; a mixer overrides only what differs:
+included); `dropout` is the attention dropout. `base` holds the options every mixer takes, which a subclass passes
+on to `Mixer.__init__` untouched:
+
+- `impl`: "paper" (the method as its paper defines it) or "release" (what the LRA release code computed). A name
+  can register a separate release class (`@register(name, impl="release")`); one that does not behaves the same
+  under both values, and `self.impl` tells a class which one was asked for.
+- `qkv_dim`: the attention width (the release's `qkv_dim`), default d_model. Mixers without heads ignore it.
+
+What a mixer needs beyond that, it declares as class attributes that the encoder reads, with the defaults below;
+a mixer overrides only what differs:
 
 - `uses_mask = True`: real outputs never depend on padded content. False: the method mixes pads like tokens by
   design (FNet); the encoder then zeroes pads first if `model.zero_pad` is set. Say so in the docstring.
@@ -27,13 +35,15 @@ from torch import nn
 
 from lra.errors import LRAError
 
+# model.impl: the method as its paper defines it, or as the LRA release code computed it.
+IMPLS = ("paper", "release")
 
-def check_heads(d_model: int, n_heads: int, needed_by: str) -> None:
+
+def check_heads(width: int, n_heads: int, needed_by: str, key: str = "model.d_model") -> None:
     """The one head-divisibility check, with the one message."""
-    if n_heads < 1 or d_model % n_heads:
+    if n_heads < 1 or width % n_heads:
         raise LRAError(
-            f"model.d_model={d_model} is not divisible by model.n_heads={n_heads}, which {needed_by} needs; "
-            "change one of them"
+            f"{key}={width} is not divisible by model.n_heads={n_heads}, which {needed_by} needs; change one of them"
         )
 
 
@@ -61,37 +71,47 @@ class Mixer(nn.Module):
     uses_heads: bool = True
     uses_state: bool = False
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        impl: str = "paper",
+        qkv_dim: int | None = None,
+    ) -> None:
         super().__init__()
-        if self.uses_heads:
-            check_heads(d_model, n_heads, type(self).__name__)
+        if impl not in IMPLS:
+            raise LRAError(f"model.impl={impl!r} is not an implementation; use one of: {', '.join(IMPLS)}")
         self.d_model = d_model
         self.n_heads = n_heads
         self.max_len = max_len
         self.dropout = dropout
+        self.impl = impl
+        self.qkv_dim = d_model if qkv_dim is None else qkv_dim
+        if self.uses_heads:
+            check_heads(self.qkv_dim, n_heads, type(self).__name__, "model.qkv_dim" if qkv_dim else "model.d_model")
 
     def resizer(self, layer: int, n_layers: int, cls: bool) -> nn.Module | None:
         return None
 
 
 class HeadedMixer(Mixer):
-    """Multi-head mixers: one fused bias-free input projection `qkv` (as the released LRA Transformer) and an
-    output projection `out`. Every attention-like mixer lays out its weights this way, so they copy over one to one.
+    """Multi-head mixers: one fused bias-free input projection `qkv` (as the released LRA Transformer) to the
+    attention width `qkv_dim`, and an output projection `out` back to d_model (bias-free under impl=release, as
+    released). Every attention-like mixer lays out its weights this way, so they copy over one to one.
 
     `roles` names what the fused projection makes: "qkv"; "qv" when keys are derived from the queries (Reformer's
     shared QK); "v" when the attention weights are synthesized without queries or keys (Synthesizer).
     """
 
-    ROLES = ("qkv", "qv", "v")
+    roles: str = "qkv"
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, roles: str = "qkv") -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
-        if roles not in self.ROLES:
-            raise ValueError(f"roles must be one of {self.ROLES}, got {roles!r}")
-        self.head_dim = d_model // n_heads
-        self.roles = roles
-        self.qkv = nn.Linear(d_model, len(roles) * d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, **base) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
+        self.head_dim = self.qkv_dim // n_heads
+        self.qkv = nn.Linear(d_model, len(self.roles) * self.qkv_dim, bias=False)
+        self.out = nn.Linear(self.qkv_dim, d_model, bias=self.impl != "release")
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[B, L, D] -> one [B, H, L, Dh] tensor per role (q, k, v for "qkv"), from one matmul."""
@@ -99,9 +119,9 @@ class HeadedMixer(Mixer):
 
     def cross_heads(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries from `x` [B, L, D], keys and values from `context` [B, M, D], with the same "qkv" weights."""
-        d = self.d_model
-        q = nn.functional.linear(x, self.qkv.weight[:d])
-        k, v = nn.functional.linear(context, self.qkv.weight[d:]).chunk(2, dim=-1)
+        w = self.qkv_dim
+        q = nn.functional.linear(x, self.qkv.weight[:w])
+        k, v = nn.functional.linear(context, self.qkv.weight[w:]).chunk(2, dim=-1)
         return split_heads(q, self.n_heads), split_heads(k, self.n_heads), split_heads(v, self.n_heads)
 
     def finish(self, y: torch.Tensor, length: int | None = None) -> torch.Tensor:

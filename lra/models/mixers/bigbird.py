@@ -62,8 +62,9 @@ class BigBirdAttention(BlockMixerBase):
         n_random: int = 3,
         n_global_blocks: int = 1,
         seed: int | None = None,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if block_size < 1:
             raise LRAError(f"model.block_size={block_size} must be a positive integer")
         if n_random < 0:

@@ -163,8 +163,8 @@ class FourierMixer(Mixer):
     uses_mask = False
     uses_heads = False
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, path: str = "auto") -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, path: str = "auto", **base) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if path not in PATHS:
             raise LRAError(f"model.path={path!r} is not a Fourier mixing path; use one of: {', '.join(PATHS)}")
         self.path = path

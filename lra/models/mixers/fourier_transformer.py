@@ -69,8 +69,9 @@ class FourierTransformerAttention(Attention):
         dropout: float,
         shorten_layers: Sequence[int] | None = None,
         keep: float = 0.5,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if not 0.0 < keep <= 1.0:
             raise LRAError(f"model.keep={keep} must be in (0, 1]: the fraction of DCT coefficients kept")
         self.shorten_layers = None if shorten_layers is None else list(shorten_layers)

@@ -47,8 +47,9 @@ class LandmarkMixer(KernelMixer):
         dropout: float,
         num_landmarks: int = 128,
         pinv_iterations: int = 6,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if num_landmarks < 1 or pinv_iterations < 0:
             raise LRAError(
                 f"model.num_landmarks={num_landmarks} must be >= 1 and model.pinv_iterations={pinv_iterations} >= 0"

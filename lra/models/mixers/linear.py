@@ -25,8 +25,8 @@ class LinearMixer(Mixer):
     uses_mask = False
     uses_heads = False
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, **base) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         # Variance-preserving init: each output is a sum over max_len (or D) inputs.
         self.seq = nn.Parameter(torch.randn(max_len, max_len) / math.sqrt(max_len))
         self.hidden = nn.Parameter(torch.randn(d_model, d_model) / math.sqrt(d_model))

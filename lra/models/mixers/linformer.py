@@ -23,8 +23,8 @@ class LinformerMixer(KernelMixer):
     lecun-normal (std 1/sqrt(max_len)). `dropout` drops attention weights in training.
     """
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, proj_len: int = 256) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, proj_len: int = 256, **base) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if proj_len < 1:
             raise LRAError(f"model.proj_len={proj_len} must be a positive projected length (the paper's k)")
         self.proj_len = min(proj_len, max_len)

@@ -17,8 +17,8 @@ class LocalAttention(BlockMixerBase):
     shorter than `block_size` is one block, i.e. exact attention. Memory is O(L * block_size).
     """
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, block_size: int = 50) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, block_size: int = 50, **base) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if block_size < 1:
             raise LRAError(f"model.block_size={block_size} must be a positive integer")
         self.block_size = block_size

@@ -41,15 +41,16 @@ class LongformerAttention(BlockMixerBase):
         window: int = 512,
         n_global: int = 1,
         separate_global: bool = True,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if window < 0:
             raise LRAError(f"model.window={window} must be >= 0")
         if n_global < 0:
             raise LRAError(f"model.n_global={n_global} must be >= 0")
         self.window = window
         self.n_global = n_global
-        self.qkv_global = nn.Linear(d_model, 3 * d_model, bias=False) if separate_global and n_global else None
+        self.qkv_global = nn.Linear(d_model, 3 * self.qkv_dim, bias=False) if separate_global and n_global else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]

@@ -27,14 +27,14 @@ class Luna(Mixer):
 
     uses_state = True
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, proj_len: int = 16) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, proj_len: int = 16, **base) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if proj_len < 1:
             raise LRAError(f"model.proj_len={proj_len} must be a positive integer")
         self.p = nn.Parameter(torch.randn(proj_len, d_model) * d_model**-0.5)
         self.p_norm = nn.LayerNorm(d_model)
-        self.pack = Attention(d_model, n_heads, proj_len, dropout)
-        self.unpack = Attention(d_model, n_heads, max_len, dropout)
+        self.pack = Attention(d_model, n_heads, proj_len, dropout, **base)
+        self.unpack = Attention(d_model, n_heads, max_len, dropout, **base)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         p = state.get(CARRY) if state is not None else None

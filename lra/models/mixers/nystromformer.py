@@ -38,8 +38,9 @@ class NystromformerMixer(LandmarkMixer):
         num_landmarks: int = 128,
         pinv_iterations: int = 6,
         conv_kernel_size: int | None = 35,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout, num_landmarks, pinv_iterations)
+        super().__init__(d_model, n_heads, max_len, dropout, num_landmarks, pinv_iterations, **base)
         self.conv = None
         if conv_kernel_size:
             if conv_kernel_size < 0 or conv_kernel_size % 2 == 0:

@@ -68,8 +68,9 @@ class PerformerMixer(KernelMixer):
         num_features: int = 256,
         redraw_every: int = 1000,
         feature_seed: int | None = None,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if num_features < 1 or redraw_every < 0:
             raise LRAError(f"model.num_features={num_features} must be >= 1 and model.redraw_every={redraw_every} >= 0")
         self.num_features = num_features

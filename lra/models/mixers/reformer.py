@@ -44,6 +44,8 @@ class ReformerAttention(HeadedMixer):
     the batch, so that appended padding does not change any real token's bucket. Memory O(n_hashes * L * 2 bucket_size).
     """
 
+    roles = "qv"
+
     def __init__(
         self,
         d_model: int,
@@ -54,8 +56,9 @@ class ReformerAttention(HeadedMixer):
         n_buckets: int | None = 10,
         bucket_size: int | None = None,
         seed: int | None = None,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout, roles="qv")
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if n_hashes < 1:
             raise LRAError(f"model.n_hashes={n_hashes} must be a positive integer")
         if n_buckets is None and bucket_size is None:

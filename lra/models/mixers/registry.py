@@ -5,25 +5,28 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from torch import nn
-
 from lra.errors import LRAError
 from lra.models.mixers.base import Mixer
 
 MIXERS: dict[str, type[Mixer]] = {}
+# The classes that compute what the LRA release computed, for the names whose release differs from the paper.
+RELEASE: dict[str, type[Mixer]] = {}
 # Every mixer takes these four; the rest of its constructor's parameters are its options.
 CORE = ("d_model", "n_heads", "max_len", "dropout")
+# The options every mixer takes and passes on to Mixer.__init__ (see lra.models.mixers.base).
+BASE = ("impl", "qkv_dim")
 
 
-def register(name: str):
-    """Class decorator: make a mixer selectable by `name`."""
+def register(name: str, impl: str = "paper"):
+    """Class decorator: make a mixer selectable by `name` (impl="release": the name's release variant)."""
+    table = RELEASE if impl == "release" else MIXERS
 
     def add(cls: type[Mixer]) -> type[Mixer]:
-        if name in MIXERS:
-            raise ValueError(f"mixer {name!r} is registered twice ({MIXERS[name].__module__}, {cls.__module__})")
+        if name in table:
+            raise ValueError(f"mixer {name!r} is registered twice ({table[name].__module__}, {cls.__module__})")
         if not issubclass(cls, Mixer):
             raise TypeError(f"mixer {name!r} ({cls.__qualname__}) must subclass lra.models.mixers.Mixer")
-        MIXERS[name] = cls
+        table[name] = cls
         return cls
 
     return add
@@ -53,10 +56,12 @@ def import_mixer(path: str) -> type[Mixer]:
     return cls
 
 
-def resolve(name: str) -> type[Mixer]:
-    """A registered name or a dotted class path -> the mixer class; anything else is one line naming the key."""
+def resolve(name: str, impl: str = "paper") -> type[Mixer]:
+    """A registered name or a dotted class path -> the mixer class; anything else is one line naming the key.
+
+    impl="release" picks the name's release class where it has one; otherwise both values give the same class."""
     if name in MIXERS:
-        return MIXERS[name]
+        return RELEASE.get(name, MIXERS[name]) if impl == "release" else MIXERS[name]
     if "." in name:
         return import_mixer(name)
     raise LRAError(
@@ -64,21 +69,45 @@ def resolve(name: str) -> type[Mixer]:
     )
 
 
+def accepted(cls: type[Mixer]) -> tuple[set[str], bool]:
+    """The keyword parameters a mixer class accepts, following `**base` up to Mixer.__init__, and whether it
+    accepts any keyword at all (a **kwargs that does not end at Mixer)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters
+        names |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names, False
+        if klass is Mixer or not issubclass(klass, Mixer):
+            break
+    return names, True
+
+
 def options_of(cls: type[Mixer]) -> list[str]:
-    """The options a mixer class accepts beyond the core four (empty if it takes **options)."""
-    params = inspect.signature(cls.__init__).parameters
-    return sorted(set(params) - {"self", *CORE} - {n for n, p in params.items() if p.kind is p.VAR_KEYWORD})
+    """The options a mixer class accepts beyond the core four and the base options."""
+    return sorted(accepted(cls)[0] - {*CORE, *BASE})
 
 
-def build_mixer(name: str, d_model: int, n_heads: int, max_len: int, dropout: float, **options) -> nn.Module:
+def build_mixer(
+    name: str,
+    d_model: int,
+    n_heads: int,
+    max_len: int,
+    dropout: float,
+    impl: str = "paper",
+    qkv_dim: int | None = None,
+    **options,
+) -> Mixer:
     """Build a mixer; unknown names and unknown options are user errors, named with their config key."""
-    cls = resolve(name)
-    params = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(options) - set(params))
-        if unknown:
-            known = options_of(cls)
-            raise LRAError(
-                f"model.{unknown[0]} is not an option of mixer {name!r}; its options: {', '.join(known) or 'none'}"
-            )
-    return cls(d_model=d_model, n_heads=n_heads, max_len=max_len, dropout=dropout, **options)
+    cls = resolve(name, impl)
+    names, anything = accepted(cls)
+    unknown = sorted(set(options) - names)
+    if unknown and not anything:
+        known = ", ".join(options_of(cls)) or "none"
+        raise LRAError(f"model.{unknown[0]} is not an option of mixer {name!r}; its options: {known}")
+    base = {"impl": impl, "qkv_dim": qkv_dim}
+    # A user's mixer that takes neither base option computes one method under both impl values; qkv_dim it must take.
+    base = {k: v for k, v in base.items() if k in names or anything or (k == "qkv_dim" and v is not None)}
+    return cls(d_model=d_model, n_heads=n_heads, max_len=max_len, dropout=dropout, **base, **options)

@@ -51,8 +51,9 @@ class SinkhornAttention(BlockMixerBase):
         block_size: int = 50,
         sinkhorn_iters: int = 5,
         temperature: float = 0.75,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if block_size < 1:
             raise LRAError(f"model.block_size={block_size} must be a positive integer")
         if sinkhorn_iters < 1:

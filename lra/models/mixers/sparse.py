@@ -52,8 +52,9 @@ class SparseAttention(BlockMixerBase):
         summary: int = 32,
         causal: bool = True,
         global_first: bool = True,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout)
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if pattern not in PATTERNS:
             raise LRAError(f"model.pattern={pattern!r} is not a sparse pattern; use one of {', '.join(PATTERNS)}")
         if stride < 1:

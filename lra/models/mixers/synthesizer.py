@@ -26,6 +26,8 @@ class Synthesizer(HeadedMixer):
     Padded keys are masked before the softmax, so padding content never reaches real positions.
     """
 
+    roles = "v"
+
     def __init__(
         self,
         d_model: int,
@@ -35,18 +37,19 @@ class Synthesizer(HeadedMixer):
         variant: str = "dense",
         rank: int = 8,
         learned: bool = True,
+        **base,
     ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout, roles="v")
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
         if variant not in VARIANTS:
             raise LRAError(f"model.variant={variant!r} is not a synthesizer variant; use one of {', '.join(VARIANTS)}")
         if rank < 1:
             raise LRAError(f"model.rank={rank} must be a positive integer")
         self.variant = variant
         self.attn_drop = nn.Dropout(dropout)
-        head_dim = d_model // n_heads
+        head_dim = self.head_dim
         if variant == "dense":
             # W1 for all heads at once: head h's hidden units are columns h*head_dim..(h+1)*head_dim.
-            self.hidden = nn.Linear(d_model, d_model)
+            self.hidden = nn.Linear(d_model, self.qkv_dim)
             self.w2 = nn.Parameter(torch.randn(n_heads, head_dim, max_len) * head_dim**-0.5)
             self.b2 = nn.Parameter(torch.zeros(n_heads, 1, max_len))
         else:
