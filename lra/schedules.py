@@ -21,12 +21,21 @@ def cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def cosine_release(step: int, warmup: int, total: int) -> float:
+    """The release's `linear_warmup * cosine_decay` as its Image/Pathfinder configs set it (steps_per_cycle =
+    total): min(1, s/w) * max(0, cos-decay of (s - w) / total), s counted from 0, so the first step has lr 0 and
+    the decay never reaches 0 within the run (it divides by `total`, not `total - warmup`).
+    lra_benchmarks/utils/train_utils.py create_learning_rate_scheduler; docs/reference.md#cosine-schedule."""
+    progress = max(0.0, (step - warmup) / max(total, 1))
+    return min(1.0, step / max(warmup, 1)) * max(0.0, 0.5 * (1.0 + math.cos(math.pi * (progress % 1.0))))
+
+
 def constant(step: int, warmup: int) -> float:
     """Linear warmup, then the base lr unchanged."""
     return min(1.0, (step + 1) / max(warmup, 1))
 
 
-SCHEDULES = ("rsqrt", "cosine", "constant")
+SCHEDULES = ("rsqrt", "cosine", "cosine_release", "constant")
 
 
 def schedule(name: str, warmup: int, total: int) -> Callable[[int], float]:
@@ -34,6 +43,8 @@ def schedule(name: str, warmup: int, total: int) -> Callable[[int], float]:
         return lambda step: rsqrt(step, warmup)
     if name == "cosine":
         return lambda step: cosine(step, warmup, total)
+    if name == "cosine_release":
+        return lambda step: cosine_release(step, warmup, total)
     if name == "constant":
         return lambda step: constant(step, warmup)
     raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {name!r}")

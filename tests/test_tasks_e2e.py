@@ -47,8 +47,8 @@ DATA = {
     "pathx": pathx_data,
 }
 CASES = [(task, model, None) for task in DATA for model in ("fnet", "transformer")] + [
-    ("retrieval", "fnet", "concat"),
-    ("retrieval", "transformer", "concat"),
+    ("retrieval", "fnet", "release"),
+    ("retrieval", "transformer", "release"),
 ]
 
 
@@ -83,7 +83,7 @@ def test_retrieval_heads_differ(tmp_path):
     from lra.models import build_model
 
     widths = {}
-    for interaction in ("paper", "concat"):
+    for interaction in ("paper", "release"):
         cfg = compose_train(["task=retrieval", "model=fnet", f"task.interaction={interaction}", "model.d_model=32"])
         widths[interaction] = build_model(cfg.model, cfg.task).head[0].in_features
-    assert widths == {"paper": 128, "concat": 64}
+    assert widths == {"paper": 128, "release": 64}

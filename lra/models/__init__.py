@@ -9,11 +9,13 @@ from omegaconf import DictConfig, OmegaConf
 from lra.errors import LRAError
 from lra.models.classifier import Classifier
 from lra.models.encoder import Encoder
+from lra.models.init import initialise
 
 # Keys every model config shares (conf/model/_base.yaml); any other key of a model config is an option of its mixer.
 BASE_KEYS = (
     "name", "mixer", "attention_layers", "n_layers", "d_model", "n_heads", "d_ff",
     "dropout", "attn_dropout", "norm", "pool", "pos", "zero_pad", "impl", "qkv_dim",
+    "zero_is_pad", "init", "head",
 )
 
 
@@ -47,11 +49,13 @@ def build_model(model: Mapping, task: Mapping) -> Classifier:
         mixer_options={cfg["mixer"]: options},
         impl=cfg["impl"],
         qkv_dim=cfg["qkv_dim"],
+        zero_is_pad=cfg["zero_is_pad"],
     )
-    return Classifier(
+    classifier = Classifier(
         encoder, cfg["d_model"], cfg["d_ff"], task["n_classes"], bool(task.get("dual", False)),
-        task.get("interaction", "paper"),
+        task.get("interaction", "paper"), cfg["head"],
     )
+    return initialise(classifier, cfg["init"])
 
 
 def count_parameters(module) -> int:

@@ -88,6 +88,12 @@ class Block(nn.Module):
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
+# cls: a learned CLS token prepended and read; first: position 0 read, no CLS (the release's dual encoder, built
+# with classifier=False); mean: the mean over real positions; mean_all: over every position, padding included (the
+# release's classifier_head, `jnp.mean(encoded, axis=1)`).
+POOLS = ("cls", "first", "mean", "mean_all")
+
+
 class Encoder(nn.Module):
     """Maps token ids [B, L] to one pooled vector [B, D].
 
@@ -112,11 +118,13 @@ class Encoder(nn.Module):
         mixer_options: dict[str, dict] | None = None,
         impl: str = "paper",
         qkv_dim: int | None = None,
+        zero_is_pad: bool = False,
     ) -> None:
         super().__init__()
-        if pool not in ("cls", "mean"):
-            raise ValueError(f"model.pool must be 'cls' or 'mean', got {pool!r}")
+        if pool not in POOLS:
+            raise LRAError(f"model.pool={pool!r} is not a pooling; use one of: {', '.join(POOLS)}")
         self.pool = pool
+        self.zero_is_pad = zero_is_pad
         self.embed = Embedding(vocab_size, d_model, max_len, pos, cls=pool == "cls", dropout=dropout)
         seq_len = max_len + int(pool == "cls")
         options = mixer_options or {}
@@ -133,14 +141,20 @@ class Encoder(nn.Module):
         self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.zero_is_pad:  # the release's `padding_mask = inputs > 0`: black pixels are padding too
+            mask = mask & (ids > 0)
         x, mask = self.embed(ids, mask)
+        if self.zero_is_pad and self.pool == "cls":  # the release gives CLS the mask of the first input token
+            mask = torch.cat([mask[:, 1:2], mask[:, 1:]], dim=1)
         state: dict = {}
         for index, block in enumerate(self.blocks):
             if str(index) in self.resizers:
                 x, mask = self.resizers[str(index)](x, mask)
             x = block(x, mask, state)
         x = self.final_norm(x)
-        if self.pool == "cls":
+        if self.pool in ("cls", "first"):
             return x[:, 0]
+        if self.pool == "mean_all":
+            return x.mean(1)
         weights = mask[..., None].to(x.dtype)
         return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)

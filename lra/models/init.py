@@ -1,0 +1,27 @@
+"""Weight initialisation schemes, selected by `model.init`.
+
+`release` is what the LRA release code initialised (Flax Dense layers there: xavier-uniform kernels, biases drawn
+from N(0, 1e-6); docs/reference.md#init): it changes where training starts, so a reproduction of the published
+numbers uses it. `torch` keeps PyTorch's defaults. Embeddings are N(0, 1) under both, as in the release.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from lra.errors import LRAError
+
+INITS = ("torch", "release")
+
+
+def initialise(module: nn.Module, scheme: str) -> nn.Module:
+    """Re-initialise every dense layer of `module` in place by `scheme`; returns the module."""
+    if scheme not in INITS:
+        raise LRAError(f"model.init={scheme!r} is not an initialisation; use one of: {', '.join(INITS)}")
+    if scheme == "release":
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.normal_(layer.bias, std=1e-6)
+    return module
