@@ -27,8 +27,8 @@ from lra.data.pixels import grey_like_lra
 from lra.data.retrieval import RetrievalDataModule
 from lra.data.text import TextDataModule
 from lra.errors import LRAError
-from lra.train import build_datamodule
-from tests.conftest import compose_train
+from lra.run.config import compose_train
+from lra.run.train import build_datamodule
 from tests.task_fixtures import (
     AAN_FILES,
     read_pathfinder,
@@ -59,7 +59,7 @@ def tokens(text: bytes, max_len: int) -> list[int]:
 
 def assert_not_cached(dm, split: str) -> None:
     assert not (dm.cache_dir() / split).exists()
-    assert not list(dm.cache_root.glob(f"*/{split}.tmp-*")), "no temporary folder is left behind"
+    assert not list(dm.cache_root.glob(f"*/.{split}.tmp-*")), "no temporary folder is left behind"
 
 
 # --- configs ---------------------------------------------------------------------------------------------------
