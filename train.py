@@ -10,11 +10,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lra.errors import LRAError
-from lra.preemption import Preempted
-from lra.train import run
-from lra.validate import check_choices
-
-CONF = Path(__file__).resolve().parent / "conf"
+from lra.run.config import CONF_DIR, check_choices
+from lra.run.preemption import Preempted
+from lra.run.train import run
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -37,7 +35,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     try:
-        check_choices(sys.argv[1:], CONF)
+        check_choices(sys.argv[1:], CONF_DIR)
     except LRAError as err:
         raise SystemExit(f"error: {err}") from None
     main()

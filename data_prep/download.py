@@ -17,8 +17,8 @@ import argparse
 import gzip
 import http.client
 import os
-import shutil
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from lra.atomic import publish_directory
 from lra.data.hf import first_line, offline
 from lra.errors import LRAError
 
@@ -98,27 +99,21 @@ def open_archive(archive: Path) -> BinaryIO:
 
 def unpack(archive: Path, out: Path) -> list[Path]:
     """Unpack into a temporary folder in `out`, then rename each release folder into `out` (existing ones kept)."""
-    tmp = out / f".{ARCHIVE}.unpack-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # no paths outside `tmp`, no devices
     moved = []
-    try:
+    with tempfile.TemporaryDirectory(prefix=f".{ARCHIVE}.unpack-", dir=out, ignore_cleanup_errors=True) as tmp:
         try:
             with open_archive(archive) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tqdm(tar, desc=f"unpacking {archive.name}", unit=" files"):  # one pass over the 8 GB
                     tar.extract(member, tmp, **options)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise LRAError(f"{archive}: cannot unpack ({first_line(err)}); delete it and download again") from None
-        for folder in sorted(release_root(tmp).iterdir()):
+        for folder in sorted(release_root(Path(tmp)).iterdir()):
             target = out / folder.name
-            if target.exists():
+            if target.exists() or not publish_directory(folder, target):  # another unpack's copy may have won
                 print(f"kept the existing {target} (delete it and run again to replace it)")
                 continue
-            os.replace(folder, target)
             moved.append(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return moved
 
 

@@ -18,12 +18,14 @@ import hashlib
 import itertools
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from lra.atomic import atomic_file
 from lra.errors import LRAError
 from lra.parallel import parallel_map
 
@@ -260,25 +262,18 @@ def generate(out_dir: str | Path, n_train: int = 96_000, n_val: int = 2_000, n_t
     except OSError as err:
         raise LRAError(f"--out {out_dir}: cannot create the directory ({err.strerror})") from err
     paths = {split: out_dir / f"basic_{split}.tsv" for split in SPLITS}
-    temps = {split: path.with_name(f".{path.name}.{os.getpid()}.tmp") for split, path in paths.items()}
     quota = [(split, n) for split, n in zip(SPLITS, (n_train, n_val, n_test), strict=True)]
     total = n_train + n_val + n_test
-    files = {}
-    try:
-        for split, temp in temps.items():
-            files[split] = open(temp, "w", encoding="ascii", newline="\n")
-            files[split].write(HEADER + "\n")
-        write_unique(files, quota, total, settings, workers, progress)
-        for f in files.values():
-            f.close()
-        for split in SPLITS:
-            os.replace(temps[split], paths[split])
-    except BaseException:
-        for f in files.values():
-            f.close()
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
-        raise
+    with ExitStack() as renames:  # the three are renamed into place only after all of them are written and closed
+        temps = {split: renames.enter_context(atomic_file(path)) for split, path in paths.items()}
+        with ExitStack() as opened:
+            files = {
+                split: opened.enter_context(open(temp, "w", encoding="ascii", newline="\n"))
+                for split, temp in temps.items()
+            }
+            for f in files.values():
+                f.write(HEADER + "\n")
+            write_unique(files, quota, total, settings, workers, progress)
     return paths
 
 

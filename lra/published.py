@@ -1,4 +1,4 @@
-"""Published LRA numbers (docs/reference.md#published-accuracy), keyed by our model config names, for the leaderboard to compare against.
+"""Published LRA numbers (docs/reference.md#published-accuracy), keyed by our model config names, for the leaderboard.
 
 Accuracy is in percent; `None` is a reported FAIL (chance-level on Path-X). Speed and memory were measured on other
 hardware (TPU v3, the FNet paper's GPUs), so they are context for our numbers, never a like-for-like comparison.

@@ -1,9 +1,13 @@
-"""Tiny copies of every LRA task's source files, in the exact formats of the real ones (written by the tests)."""
+"""Tiny copies of every LRA task's source files, in the exact formats of the real ones (written by the tests), and
+one fixture maker per task config (`MAKERS`, at the end): what the end-to-end tests run each conf/task/<t>.yaml on."""
 
 from __future__ import annotations
 
 import io
 import pickle
+import random
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,32 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+
+# --- ListOps ---------------------------------------------------------------------------------------------------
+def listops_source(op: str, values: list) -> str:
+    """Serialize one operator node the way the LRA generator does: a left-nested chain of pairs, then `]`."""
+    text = f"( [{op} {values[0]} )"
+    for value in values[1:]:
+        text = f"( {text} {value} )"
+    return f"( {text} ] )"
+
+
+def write_listops(directory: Path, sizes=(("train", 64), ("val", 16), ("test", 16)), seed: int = 0) -> Path:
+    """Tiny ListOps in the release format: one flat operator over 2..6 digits per row."""
+    rng = random.Random(seed)
+    evaluate = {"MIN": min, "MAX": max, "MED": lambda v: int(statistics.median(v)), "SM": lambda v: sum(v) % 10}
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes:
+        rows = ["Source\tTarget"]
+        for _ in range(n):
+            op = rng.choice(sorted(evaluate))
+            values = [rng.randint(0, 9) for _ in range(rng.randint(2, 6))]
+            rows.append(f"{listops_source(op, values)}\t{evaluate[op](values)}")
+        (directory / f"basic_{split}.tsv").write_text("\n".join(rows) + "\n")
+    return directory
+
+
+# --- Text: IMDB ------------------------------------------------------------------------------------------------
 WORDS = ["the", "film", "was", "great", "awful", "plot", "café", "naïve", "<br />", "!", "acting", "bored"]
 
 
@@ -18,7 +48,6 @@ def words(rng: np.random.Generator, n: int) -> str:
     return " ".join(rng.choice(WORDS, size=n))
 
 
-# --- Text: IMDB ------------------------------------------------------------------------------------------------
 IMDB_README = """---
 dataset_info:
   config_name: plain_text
@@ -210,3 +239,47 @@ def read_pathfinder(base: Path) -> dict[str, tuple[np.ndarray, int]]:
             path = base / fields[0] / fields[1]
             out[str(path)] = (np.asarray(Image.open(path)), int(fields[3]))
     return out
+
+
+# --- one fixture maker per task config ---------------------------------------------------------------------------
+# conf/task/<name>.yaml -> a function that writes that task's source files under a data_dir and returns the
+# overrides its tiny run needs. The end-to-end tests run every task config; one without a maker here fails them.
+def listops_data(root: Path) -> list[str]:
+    write_listops(root / "listops-1000")
+    return ["task.max_len=32"]
+
+
+def text_data(root: Path) -> list[str]:
+    write_imdb_snapshot(root / "imdb")
+    return ["task.max_len=48"]
+
+
+def retrieval_data(root: Path) -> list[str]:
+    write_aan(root / "tsv_data")
+    return ["task.max_len=48"]
+
+
+def image_data(root: Path) -> list[str]:
+    write_cifar_pickles(root / "cifar-10-batches-py", per_batch=2, n_test=4)
+    return []  # 32x32 = 1024 tokens: the real length, still fast at this model size
+
+
+def pathfinder_data(root: Path) -> list[str]:
+    write_pathfinder(root / "pathfinder32", side=32, per_dir=8)
+    return []
+
+
+def pathx_data(root: Path) -> list[str]:
+    # 16x16 stand-ins (task.max_len=256): 128x128 = 16384 tokens would not fit a CPU test.
+    write_pathfinder(root / "pathfinder128", side=16, per_dir=8)
+    return ["task.max_len=256"]
+
+
+MAKERS: dict[str, Callable[[Path], list[str]]] = {
+    "listops": listops_data,
+    "text": text_data,
+    "retrieval": retrieval_data,
+    "image": image_data,
+    "pathfinder": pathfinder_data,
+    "pathx": pathx_data,
+}

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import lra.leaderboard as leaderboard
+from lra.leaderboard import load, report
 from lra.published import ACCURACY, AVERAGE_TASKS, EFFICIENCY, FNET, LRA, MEGA, S4, TASKS, primary
-from tests.conftest import CONF, write_listops
-from tests.task_fixtures import write_imdb_snapshot
-from tests.test_sweeps import TINY, train_py
+from lra.run.config import CONF_DIR
+from tests.helpers import TINY, train_py
+from tests.task_fixtures import write_imdb_snapshot, write_listops
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -65,7 +65,7 @@ def test_published_rows_match_reference():
     assert [r.accuracy["pathx"] for r in ACCURACY if r.source in (LRA, FNET)] == [None] * 14  # FAIL
     assert primary("transformer").text("pathx") == "FAIL" and primary("fnet").text("listops") == "35.33"
     # Every model of the LRA and FNet papers is one of our model configs (S4 and Mega need not be).
-    ours = {p.stem for p in (CONF / "model").glob("*.yaml")}
+    ours = {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
     assert {r.model for r in ACCURACY if r.source in (LRA, FNET)} <= ours
     transformer = [e for e in EFFICIENCY if e.model == "transformer"]
     assert {e.metric for e in transformer} == {"steps_per_s", "peak_memory_gb"}
@@ -85,7 +85,7 @@ def test_table_numbers_are_the_results_files(tmp_path, capsys):
                      best_val_acc=0.9, config_hash="h-tuned", steps_per_s=None, peak_memory_mb=None)
 
     out = tmp_path / "board"
-    assert leaderboard.main([str(runs), "--out", str(out)]) == 0
+    assert report.main([str(runs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "test accuracy at the best-validation checkpoint" in printed
     assert (out / "leaderboard.md").read_text() in printed
@@ -126,7 +126,7 @@ def test_five_task_average_and_path_x_apart(tmp_path):
     for task, acc in accuracy.items():
         write_result(runs, task, task=task, model="fnet", test_acc=acc, best_val_acc=acc, config_hash=task)
     out = tmp_path / "board"
-    assert leaderboard.main([str(runs), "--out", str(out)]) == 0
+    assert report.main([str(runs), "--out", str(out)]) == 0
     lines = (out / "leaderboard.md").read_text().split("## Summary")[1].splitlines()
     ours = next(line for line in lines if line.startswith("| **fnet**")).split(" | ")
     pub = next(line for line in lines if line.startswith("| ↳ published: FNet,")).split(" | ")
@@ -150,7 +150,7 @@ def test_malformed_results_are_skipped_with_one_line_each(tmp_path, capsys):
         (runs / name).mkdir()
         (runs / name / "results.json").write_text(text)
     out = tmp_path / "board"
-    assert leaderboard.main([str(runs), "--out", str(out)]) == 0
+    assert report.main([str(runs), "--out", str(out)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == len(bad)
     for name in bad:
@@ -162,7 +162,7 @@ def test_malformed_results_are_skipped_with_one_line_each(tmp_path, capsys):
 
     # --strict: the first malformed file is an error, one line, and nothing is written.
     strict_out = tmp_path / "strict"
-    assert leaderboard.main([str(runs), "--out", str(strict_out), "--strict"]) == 1
+    assert report.main([str(runs), "--out", str(strict_out), "--strict"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: malformed ") and "results.json" in err[0]
     assert not strict_out.exists()
@@ -170,14 +170,14 @@ def test_malformed_results_are_skipped_with_one_line_each(tmp_path, capsys):
 
 def test_nothing_to_read_is_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "empty").mkdir()
-    assert leaderboard.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+    assert report.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
     assert capsys.readouterr().err.strip().startswith("error: no results found in ")
-    assert leaderboard.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
+    assert report.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
     assert capsys.readouterr().err.strip() == (
         f"error: {tmp_path / 'nowhere'}: no such file or directory; pass run directories (or results.json files)"
     )
     monkeypatch.chdir(tmp_path)  # no outputs/ or multirun/ here
-    assert leaderboard.main([]) == 1
+    assert report.main([]) == 1
     assert "no outputs/ or multirun/ here" in capsys.readouterr().err
 
 
@@ -186,7 +186,7 @@ def test_wandb_offline_is_a_note_not_a_crash(tmp_path, capsys, monkeypatch):
     (tmp_path / "netrc").write_text("")
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     write_result(tmp_path / "runs", "a")
-    assert leaderboard.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(tmp_path / "o")]) == 0
+    assert report.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["W&B me/lra: not logged in (run `wandb login` or set WANDB_API_KEY); skipped"]
 
@@ -208,7 +208,7 @@ class FakeApi:
 
 def test_wandb_summaries_join_the_local_runs_once(tmp_path, capsys, monkeypatch):
     local = json.loads(write_result(tmp_path / "runs", "a", seed=0, test_acc=0.4).read_text())
-    monkeypatch.setattr(leaderboard, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(load, "wandb_logged_in", lambda: True)
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=FakeApi))
     FakeApi.summaries = [
         dict(local),  # the same run, uploaded: counted once
@@ -217,7 +217,7 @@ def test_wandb_summaries_join_the_local_runs_once(tmp_path, capsys, monkeypatch)
         {**local, "seed": 2, "test_acc": "n/a"},  # malformed: one note
     ]
     out = tmp_path / "o"
-    assert leaderboard.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(out)]) == 0
+    assert report.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(out)]) == 0
     notes = capsys.readouterr().err.strip().splitlines()
     assert notes == ["skipped wandb:me/lra/run3: test_acc is 'n/a', not a number"]
     row = read_csv(out / "leaderboard.csv")[("listops", "fnet", "aaaa")]
@@ -226,7 +226,7 @@ def test_wandb_summaries_join_the_local_runs_once(tmp_path, capsys, monkeypatch)
 
     FakeApi.error = ConnectionError("api.wandb.ai unreachable\nretrying...")
     try:
-        assert leaderboard.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(out)]) == 0
+        assert report.main([str(tmp_path / "runs"), "--wandb", "me/lra", "--out", str(out)]) == 0
     finally:
         FakeApi.error = None
     assert capsys.readouterr().err.strip().splitlines() == [
@@ -253,7 +253,7 @@ def test_multirun_two_tasks_two_models_two_seeds_builds_the_leaderboard(tmp_path
     assert len(set(job_dirs)) == 8 and job_dirs[0] == "0_listops_fnet_seed0"
 
     out = tmp_path / "board"
-    assert leaderboard.main([str(sweep), "--out", str(out)]) == 0
+    assert report.main([str(sweep), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     table = read_csv(out / "leaderboard.csv")
     assert len(table) == 4  # the two seeds of each (task, model) share one configuration

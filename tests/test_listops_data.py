@@ -8,7 +8,7 @@ import torch
 
 from lra.data.listops import PAD, UNK, VOCAB, ListOpsDataModule, tokenize
 from lra.errors import LRAError
-from tests.conftest import write_listops
+from tests.task_fixtures import write_listops
 
 
 def datamodule(root: Path, max_len: int = 32, batch_size: int = 4) -> ListOpsDataModule:

@@ -10,7 +10,7 @@ import pytest
 
 from data_prep import listops
 from lra.errors import LRAError
-from tests.conftest import listops_source
+from tests.task_fixtures import listops_source
 
 # Small trees: fast, yet every operator and nesting occur.
 SMALL = dict(min_length=10, max_length=60, max_depth=4, max_args=10)

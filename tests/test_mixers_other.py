@@ -15,7 +15,8 @@ from lra.models.mixers.attention import Attention
 from lra.models.mixers.fourier import FourierMixer
 from lra.models.mixers.fourier_transformer import SpectralShorten
 from lra.models.mixers.luna import CARRY
-from tests.conftest import TINY_MODEL, compose_train
+from lra.run.config import compose_train
+from tests.helpers import TINY_MODEL
 
 D, H, MAX_LEN = 32, 4, 37  # MAX_LEN tokens (+ CLS = 38): odd lengths exercise the ceil
 QUIET = ["model.dropout=0.0", "model.attn_dropout=0.0"]

@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from lra.config import compose_train
 from lra.models import build_model
 from lra.models.classifier import Classifier
 from lra.models.encoder import Encoder
 from lra.models.init import initialise
 from lra.models.mixers import build_mixer
-from lra.schedules import cosine_release
+from lra.run.config import compose_train
+from lra.run.schedules import cosine_release
 
 TASKS = ["listops", "text", "retrieval", "image", "pathfinder", "pathx"]
 RELEASE_MODELS = ["transformer", "local", "sparse", "longformer", "linformer", "reformer", "sinkhorn",

@@ -13,40 +13,17 @@ import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 
 from lra.errors import LRAError
 from lra.models import build_model
-from tests.conftest import CONF, write_listops
+from lra.run.config import CONF_DIR
+from tests.helpers import ROOT, TINY, train_py
+from tests.task_fixtures import write_listops
 
-ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in CONF.glob("experiment/*/*.yaml"))
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.name.startswith("_"))
-# A few CPU steps of a very small model; the sweep tests add their own sweep dimensions.
-TINY = [
-    "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=4",
-    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "task.batch_size=4",
-    "task.num_workers=0", "task.max_len=32", "model.n_layers=1", "model.d_model=16", "model.n_heads=2",
-    "model.d_ff=16",
-]
-
-
-def train_py(argv: list[str], monkeypatch) -> int:
-    """`python train.py ARGV` in this process: Hydra's real launcher and sweeper, without a new interpreter."""
-    import train
-
-    # Imported, train.py's relative config_path would name a Python package: point Hydra at the directory.
-    quiet = ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
-    monkeypatch.setattr(sys, "argv", ["train.py", f"--config-path={CONF}", *argv, *quiet])
-    try:
-        train.main()
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
-    finally:
-        GlobalHydra.instance().clear()
-        HydraConfig.instance().cfg = None
-    return 0
+EXPERIMENTS = sorted(
+    str(p.relative_to(CONF_DIR / "experiment").with_suffix("")) for p in CONF_DIR.glob("experiment/*/*.yaml")
+)
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if not p.name.startswith("_"))
 
 
 def build(cfg) -> torch.nn.Module:
@@ -61,21 +38,21 @@ def build(cfg) -> torch.nn.Module:
 
 
 def test_every_task_has_an_lra_and_an_fnet_experiment():
-    tasks = {p.stem for p in (CONF / "task").glob("*.yaml")}
+    tasks = {p.stem for p in (CONF_DIR / "task").glob("*.yaml")}
     for family in ("lra", "fnet"):
-        assert {p.stem for p in (CONF / "experiment" / family).glob("*.yaml")} == tasks, family
+        assert {p.stem for p in (CONF_DIR / "experiment" / family).glob("*.yaml")} == tasks, family
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_builds_with_every_model(experiment):
     task = Path(experiment).name
-    if not (CONF / "task" / f"{task}.yaml").exists():
+    if not (CONF_DIR / "task" / f"{task}.yaml").exists():
         pytest.skip(f"conf/task/{task}.yaml does not exist yet")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for model in MODELS:
             cfg = compose(config_name="train", overrides=[f"experiment={experiment}", f"model={model}"])
             assert (cfg.task.name, cfg.model.name) == (task, model)
-            per_model = CONF / "experiment" / experiment / f"{model}.yaml"
+            per_model = CONF_DIR / "experiment" / experiment / f"{model}.yaml"
             if per_model.exists():  # the release's settings for this model are what composes
                 for key, value in yaml.safe_load(per_model.read_text())["model"].items():
                     assert cfg.model[key] == value, (experiment, model, key)
@@ -90,7 +67,7 @@ def test_experiment_composes_and_builds_with_every_model(experiment):
 
 
 def test_release_settings_apply_under_the_experiment_only():
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         released = compose(config_name="train", overrides=["experiment=lra/image", "model=sinkhorn"])
         plain = compose(config_name="train", overrides=["task=image", "model=sinkhorn"])
         mine = compose(config_name="train", overrides=["experiment=lra/image", "model=sinkhorn", "model.n_layers=3"])
@@ -159,7 +136,7 @@ def test_optuna_sweep_two_trials(tmp_path, monkeypatch):
 
 
 def test_slurm_launcher_follows_the_ddp_trainer():
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="train", return_hydra_config=True,
             overrides=["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"],

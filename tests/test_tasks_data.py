@@ -27,8 +27,8 @@ from lra.data.pixels import grey_like_lra
 from lra.data.retrieval import RetrievalDataModule
 from lra.data.text import TextDataModule
 from lra.errors import LRAError
-from lra.train import build_datamodule
-from tests.conftest import compose_train
+from lra.run.config import compose_train
+from lra.run.train import build_datamodule
 from tests.task_fixtures import (
     AAN_FILES,
     read_pathfinder,
@@ -59,11 +59,11 @@ def tokens(text: bytes, max_len: int) -> list[int]:
 
 def assert_not_cached(dm, split: str) -> None:
     assert not (dm.cache_dir() / split).exists()
-    assert not list(dm.cache_root.glob(f"*/{split}.tmp-*")), "no temporary folder is left behind"
+    assert not list(dm.cache_root.glob(f"*/.{split}.tmp-*")), "no temporary folder is left behind"
 
 
 # --- configs ---------------------------------------------------------------------------------------------------
-# docs/reference.md#released-lra-configs: len, batch, steps, lr, schedule, warmup, wd, (layers, d, heads, ff), pool, pos, clip
+# Released configs (docs/reference.md): len, bs, steps, lr, schedule, warmup, wd, (layers, d, heads, ff), pool, pos, clip
 RECIPES = {
     "text": (1000, 32, 20000, 0.05, "rsqrt", 8000, 0.1, (4, 256, 4, 1024), "cls", "sinusoidal", None),
     "retrieval": (4000, 32, 5000, 0.05, "rsqrt", 8000, 0.1, (4, 128, 4, 512), "cls", "sinusoidal", None),

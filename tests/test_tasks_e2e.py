@@ -1,52 +1,20 @@
-"""Every LRA task end to end: the real task configs, tiny source files in the real formats, a few CPU steps."""
+"""Every task config end to end: conf/task/<t>.yaml, tiny source files in the real formats (the task's fixture maker
+in task_fixtures.py), a few CPU steps. A new task config is covered by adding its fixture maker."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from lra.train import run
-from tests.conftest import compose_train, tiny_run_overrides
-from tests.task_fixtures import write_aan, write_cifar_pickles, write_imdb_snapshot, write_pathfinder
+from lra.run.config import CONF_DIR, choices, compose_train
+from lra.run.train import run
+from tests.helpers import tiny_run_overrides
+from tests.task_fixtures import MAKERS
 
-
-def text_data(root: Path) -> list[str]:
-    write_imdb_snapshot(root / "imdb")
-    return ["task.max_len=48"]
-
-
-def retrieval_data(root: Path) -> list[str]:
-    write_aan(root / "tsv_data")
-    return ["task.max_len=48"]
-
-
-def image_data(root: Path) -> list[str]:
-    write_cifar_pickles(root / "cifar-10-batches-py", per_batch=2, n_test=4)
-    return []  # 32x32 = 1024 tokens: the real length, still fast at this model size
-
-
-def pathfinder_data(root: Path) -> list[str]:
-    write_pathfinder(root / "pathfinder32", side=32, per_dir=8)
-    return []
-
-
-def pathx_data(root: Path) -> list[str]:
-    # 16x16 stand-ins (task.max_len=256): 128x128 = 16384 tokens would not fit a CPU test.
-    write_pathfinder(root / "pathfinder128", side=16, per_dir=8)
-    return ["task.max_len=256"]
-
-
-DATA = {
-    "text": text_data,
-    "retrieval": retrieval_data,
-    "image": image_data,
-    "pathfinder": pathfinder_data,
-    "pathx": pathx_data,
-}
-CASES = [(task, model, None) for task in DATA for model in ("fnet", "transformer")] + [
+TASKS = choices(CONF_DIR, "task")
+CASES = [(task, model, None) for task in TASKS for model in ("fnet", "transformer")] + [
     ("retrieval", "fnet", "release"),
     ("retrieval", "transformer", "release"),
 ]
@@ -63,8 +31,10 @@ def one_thread():
 
 @pytest.mark.parametrize("task, model, interaction", CASES)
 def test_task_trains_and_records_results(tmp_path, task, model, interaction):
+    if task not in MAKERS:
+        pytest.fail(f"conf/task/{task}.yaml has no fixture maker: add one to MAKERS in tests/task_fixtures.py")
     data_dir = tmp_path / "data"
-    extra = DATA[task](data_dir)
+    extra = MAKERS[task](data_dir)
     if interaction:
         extra.append(f"task.interaction={interaction}")
     out = tmp_path / "run"
@@ -76,6 +46,10 @@ def test_task_trains_and_records_results(tmp_path, task, model, interaction):
     for key in ("best_val_acc", "test_acc", "test_acc_last"):
         assert 0.0 <= results[key] <= 1.0
     assert any((data_dir / ".cache").iterdir()), "the token cache lives under data_dir"
+
+
+def test_every_fixture_maker_has_a_task_config():
+    assert set(MAKERS) <= set(TASKS), f"fixture makers without a conf/task config: {sorted(set(MAKERS) - set(TASKS))}"
 
 
 def test_retrieval_heads_differ(tmp_path):

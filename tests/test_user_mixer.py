@@ -13,7 +13,8 @@ import pytest
 
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
-from tests.conftest import compose_train, tiny_run_overrides
+from lra.run.config import compose_train
+from tests.helpers import tiny_run_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 

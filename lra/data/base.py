@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lra.atomic import atomic_directory
 from lra.data.sampling import EpochShuffle
 from lra.errors import LRAError
 
@@ -75,30 +73,6 @@ def to_batch(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return batch
 
 
-@contextmanager
-def atomic_directory(directory: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory to fill; on success mark it complete and rename it into place.
-
-    On any error the temporary directory is removed, so a failed or interrupted write leaves nothing behind.
-    """
-    tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        (tmp / "complete").touch()
-        os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_arrays_atomically(directory: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write each array as .npy into a temporary sibling directory, then rename it into place."""
-    with atomic_directory(directory) as tmp:
-        for key, array in arrays.items():
-            np.save(tmp / f"{key}.npy", array)
-
-
 class LRADataModule(pl.LightningDataModule):
     """Base class of the task DataModules (see module docstring)."""
 
@@ -120,7 +94,7 @@ class LRADataModule(pl.LightningDataModule):
         self.max_len = max_len
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.seed = 0  # the training-order seed; lra.train.run sets it to the run's seed
+        self.seed = 0  # the training-order seed; lra.run.train sets it to the run's seed
         self.datasets: dict[str, ArrayDataset] = {}
 
     # --- what a task defines -------------------------------------------------------------------------------
@@ -170,6 +144,7 @@ class LRADataModule(pl.LightningDataModule):
                 raise LRAError(f"cannot write the token cache at {root}: {err.strerror}; set task.cache_dir") from err
             with atomic_directory(root / split) as tmp:
                 self.write_split(split, tmp)
+                (tmp / "complete").touch()
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -29,7 +29,7 @@ PATHS = ("auto", "rfft", "matmul", "fft")
 
 # `auto` uses `matmul` up to this sequence length (and hidden size), per device type. Measured on CPU (2-core AMD
 # EPYC, torch 2.13 + MKL): `rfft` won at every L >= 16, so never. CUDA: an estimate from FLOP and byte counts for
-# float32 (not measured here); re-measure with `python -m lra.bench --mixing --device cuda` and adjust.
+# float32 (not measured here); re-measure with `python -m lra.bench.mixing --device cuda` and adjust.
 MATMUL_MAX = {"cpu": (0, 0), "cuda": (256, 1024)}
 
 # CPU `rfft`: elements of x per chunk (4 MiB of float32), so that a chunk's spectrum is still in cache when it is

@@ -5,13 +5,15 @@ scale (the tests' format writers, with real-length texts), times the DataModule'
 linearly to the real split sizes where it prepared fewer rows. Pathfinder needs generated images:
 
     python -m data_prep.pathfinder --size 32 --difficulty curv_contour_length_14 --n 4000 --out /tmp/pf
-    python benchmarks/prep_time.py --work /tmp/prep --pathfinder /tmp/pf/pathfinder32
+    python -m lra.bench.prep_time --work /tmp/prep --pathfinder /tmp/pf/pathfinder32
+
+The stand-ins are written by the tests' own format writers (tests/task_fixtures.py), so this runs from a checkout
+of the repository, not from an installed package.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -19,15 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_prep import listops as listops_generator  # noqa: E402
-from lra.data.image import ImageDataModule  # noqa: E402
-from lra.data.listops import ListOpsDataModule  # noqa: E402
-from lra.data.pathfinder import PathfinderDataModule  # noqa: E402
-from lra.data.retrieval import RetrievalDataModule  # noqa: E402
-from lra.data.text import TextDataModule  # noqa: E402
-from tests.task_fixtures import AAN_FILES, CIFAR_README, IMDB_README, cifar_images, png_bytes, words  # noqa: E402
+from data_prep import listops as listops_generator
+from lra.data.image import ImageDataModule
+from lra.data.listops import ListOpsDataModule
+from lra.data.pathfinder import PathfinderDataModule
+from lra.data.retrieval import RetrievalDataModule
+from lra.data.text import TextDataModule
+from tests.task_fixtures import AAN_FILES, CIFAR_README, IMDB_README, cifar_images, png_bytes, words
 
 # Real sizes (REFERENCE.md): rows per task, all splits together.
 REAL_ROWS = {"listops": 100_000, "text": 50_000, "retrieval": 182_613, "image": 60_000, "pathfinder": 199_999}
@@ -102,7 +102,9 @@ def bench_pathfinder(root: Path, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lra.bench.prep_time", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the stand-in files and caches")
     parser.add_argument("--pathfinder", type=Path, nargs="*", default=[], help="generated pathfinder<side> roots")
     parser.add_argument("--scale", type=float, default=0.2, help="fraction of the real Text/Retrieval/Image sizes")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lra.schedules import schedule
+from lra.run.schedules import schedule
 
 
 class LRATask(pl.LightningModule):

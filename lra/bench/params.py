@@ -1,4 +1,4 @@
-"""`python -m lra.models --summary task=<t> [overrides]`: parameter count of every model config at a task's sizes.
+"""`python -m lra.bench.params --summary task=<t> [overrides]`: parameter count of every model config at a task's sizes.
 
 The LRA rule for a fair comparison: no model more than 10% above the Transformer's parameter count.
 """
@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from lra.config import CONF_DIR, compose_train
 from lra.models import build_model, count_parameters
-from lra.validate import choices
+from lra.run.config import CONF_DIR, choices, compose_train
 
 LIMIT = 1.10
 
@@ -34,7 +33,7 @@ def summary(overrides: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lra.models", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lra.bench.params", description=__doc__)
     parser.add_argument("--summary", action="store_true", help="print the parameter table")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. task=text")
     args = parser.parse_args(argv)

@@ -1,5 +1,6 @@
-"""End to end: the real configs, a few CPU steps, results.json, resume; and the command-line interface."""
+"""lra.run.train end to end: the real configs, a few CPU steps, results.json, resume, disk errors; and train.py."""
 
+import errno
 import json
 import os
 import subprocess
@@ -7,15 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-import lra.train
-from lra.callbacks import Throughput
+import lra.run.train
 from lra.errors import LRAError
-from lra.results import FIELDS
-from lra.train import run
-from tests.conftest import TINY_MODEL, compose_train, tiny_run_overrides
-
-ROOT = Path(__file__).resolve().parent.parent
+from lra.run.callbacks import Throughput
+from lra.run.config import compose_train
+from lra.run.results import FIELDS
+from lra.run.train import run
+from tests.helpers import ROOT, TINY_MODEL, tiny_run_overrides
 
 
 @pytest.mark.parametrize("model", ["fnet", "transformer"])
@@ -42,7 +43,7 @@ def test_resume_continues_from_the_checkpoint_step(listops_data, tmp_path, monke
     assert json.loads((out / "results.json").read_text())["step"] == 4
 
     meters = []
-    monkeypatch.setattr(lra.train, "Throughput", lambda: meters.append(Throughput()) or meters[-1])
+    monkeypatch.setattr(lra.run.train, "Throughput", lambda: meters.append(Throughput()) or meters[-1])
     run(compose_train([*tiny_run_overrides(listops_data, out, steps=8), "task.max_len=32", "ckpt_path=last"]))
     assert json.loads((out / "results.json").read_text())["step"] == 8
     assert meters[0].steps == 4, "the resumed fit must run only the steps after the checkpoint"
@@ -89,3 +90,30 @@ def test_missing_data_is_one_line_from_the_command_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ListOps not found:")
     assert "Traceback" not in proc.stderr
+
+
+def test_disk_full_is_one_clear_line(listops_data, tmp_path, monkeypatch):
+    def full(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch, "save", full)
+    out = tmp_path / "run"
+    with pytest.raises(LRAError) as caught:
+        run(compose_train([*tiny_run_overrides(listops_data, out), "task.max_len=32"]))
+    message = str(caught.value)
+    assert message.startswith(f"cannot write {out / 'checkpoints'}")
+    assert message.endswith(": No space left on device; free space or point output_dir (hydra.run.dir) elsewhere")
+
+
+def test_read_only_output_directory_is_one_clear_line(listops_data, tmp_path, monkeypatch):
+    out = tmp_path / "readonly" / "run"
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(LRAError) as caught:
+        run(compose_train([*tiny_run_overrides(listops_data, out), "task.max_len=32"]))
+    assert str(caught.value) == (
+        f"cannot write {out}: Read-only file system; free space or point output_dir (hydra.run.dir) elsewhere"
+    )

@@ -1,10 +1,10 @@
 """Configuration checks that run before any data is touched: one line per problem, naming the key.
 
-The model's own checks (mixer name, options, heads) run when it is built, also before any data is read."""
+Whether a name exists under conf/ is `lra.run.config.check_choices`; these check the composed values. The model's
+own checks (mixer name, options, heads) run when it is built, also before any data is read.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -14,25 +14,6 @@ POSITIVE = (
     "model.n_layers", "model.d_model", "model.n_heads", "model.d_ff", "task.batch_size", "task.max_len",
     "trainer.max_steps", "checkpoint_every",
 )
-GROUPS = ("task", "model", "trainer", "logger", "experiment", "hparams_search")
-
-
-def choices(conf_dir: Path, group: str) -> list[str]:
-    root = conf_dir / group
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml") if not p.name.startswith("_"))
-
-
-def check_choices(overrides: list[str], conf_dir: Path) -> None:
-    """`task=foo` or `model=a,b` naming a config that does not exist: one line with the available names."""
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        group = key.lstrip("+")
-        if not sep or group not in GROUPS or "(" in value or value in ("null", ""):
-            continue
-        available = choices(conf_dir, group)
-        for name in value.split(","):
-            if name not in available:
-                raise LRAError(f"{group}={name} is not available; choose one of: {', '.join(available)}")
 
 
 def check_config(cfg: DictConfig) -> None:

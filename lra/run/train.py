@@ -12,17 +12,17 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lra.callbacks import Throughput, peak_memory_mb
-from lra.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, resume_path
 from lra.data.base import LRADataModule
 from lra.errors import LRAError
-from lra.guards import NonFiniteGuard
-from lra.loggers import build_loggers, finish_wandb, wandb_run_dir
 from lra.models import build_model, count_parameters
-from lra.preemption import Preemption
-from lra.results import config_hash, git_commit, resume_fingerprint, write_results
-from lra.task import LRATask
-from lra.validate import check_config, check_dataset_size
+from lra.run.callbacks import Throughput, peak_memory_mb
+from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, resume_path
+from lra.run.guards import NonFiniteGuard
+from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
+from lra.run.preemption import Preemption
+from lra.run.results import config_hash, git_commit, resume_fingerprint, write_results
+from lra.run.task import LRATask
+from lra.run.validate import check_config, check_dataset_size
 
 # Task config keys that describe the task to the model and optimizer rather than configure the DataModule.
 TASK_META = ("name", "vocab_size", "n_classes", "dual", "interaction", "recipe")
@@ -45,7 +45,7 @@ def build_datamodule(task: DictConfig, seed: int) -> LRADataModule:
 def evaluate(trainer: pl.Trainer, task: LRATask, datamodule, best: ModelCheckpoint, last: str) -> dict:
     """Best-val accuracy, test accuracy at the best-val checkpoint (ours) and at the last one (LRA's)."""
 
-    # weights_only=False: our own checkpoints also hold RNG states (lra.checkpoints.RunState).
+    # weights_only=False: our own checkpoints also hold RNG states (lra.run.checkpoints.RunState).
     def test(ckpt: str | None) -> float:
         metrics = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=False)
         return float(metrics[0]["test/acc"])

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from lra.checkpoints import newest_checkpoint
 from lra.errors import LRAError
+from lra.run.checkpoints import newest_checkpoint
 
 MODES = ("stop", "skip")
 

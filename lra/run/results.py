@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from lra.atomic import write_text
 
 # Keys that say where or how a run executes, not what it computes: left out of the config hash, so that the
 # seeds of one configuration (and reruns elsewhere) share a hash.
@@ -44,7 +45,7 @@ def resume_fingerprint(cfg: DictConfig) -> str:
     return digest(cfg, tuple(k for k in UNHASHED if k != "seed") + RESUMABLE)
 
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def git_commit(repo: Path = REPO) -> str:
@@ -60,11 +61,7 @@ def git_commit(repo: Path = REPO) -> str:
 
 
 def write_results(run_dir: Path, results: dict) -> Path:
-    path = run_dir / "results.json"
-    tmp = path.with_name(f"results.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=False) + "\n")
 
 
 def read_results(path: Path) -> dict:

@@ -1,0 +1,68 @@
+"""Atomic writes: a file or a directory appears whole under its name, or not at all.
+
+Everything is written under a temporary name in the destination's own directory (so the rename never crosses file
+systems) and renamed into place when complete; the temporary is removed on any error, an interrupt included. The
+temporary names are unique per process and per call, so several processes may write one destination at once: a file
+is replaced by each writer in turn, whole every time; a directory goes to the first writer to finish, and the later
+ones discard their copy without an error (the copies are equal: what one process computes, so does the other).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def temporary_name(path: Path) -> Path:
+    """`.<name>.tmp-<pid>-<random>` beside `path`: hidden from a reader's globs for real names, and never shared."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write the file at; when the block ends without an error it replaces `path`."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """`path.write_text(text)`, atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty directory to fill; when the block ends without an error it becomes `path`, unless another
+    writer's `path` is there by then: that one is kept and ours discarded."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        publish_directory(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_directory(source: Path, path: Path) -> bool:
+    """Rename the finished directory `source` to `path`; False, leaving `source` to the caller to remove, where a
+    non-empty directory already stands at `path` (rename(2) replaces an empty one)."""
+    try:
+        os.rename(source, path)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY) and path.is_dir():
+            return False
+        raise
+    return True

@@ -1,0 +1,83 @@
+"""Runs grouped into configurations (the seeds of one config hash), with the summary's pick per (task, model)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lra.leaderboard.load import Run
+from lra.published import AVERAGE_TASKS, TASKS, PublishedAccuracy, primary
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation; std is None for fewer than two values, both None for none."""
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+@dataclass
+class Entry:
+    """The runs (seeds) of one configuration of one model on one task."""
+
+    task: str
+    model: str
+    config_hash: str
+    runs: list[Run] = field(default_factory=list)
+    selected: bool = False  # the configuration shown in the summary for this (task, model)
+    n_configs: int = 1  # configurations of this (task, model)
+
+    def percent(self, key: str) -> tuple[float | None, float | None]:
+        return mean_std([100.0 * getattr(run, key) for run in self.runs if getattr(run, key) is not None])
+
+    def average(self, key: str) -> float | None:
+        return mean_std([getattr(run, key) for run in self.runs if getattr(run, key) is not None])[0]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(run.seed for run in self.runs)
+
+    def published(self) -> PublishedAccuracy | None:
+        return primary(self.model)
+
+    def difference(self) -> float | None:
+        row, ours = self.published(), self.percent("test_acc")[0]
+        value = row.accuracy.get(self.task) if row else None
+        return None if value is None or ours is None else ours - value
+
+
+def aggregate(runs: Iterable[Run]) -> list[Entry]:
+    """Group by (task, model, config_hash); mark per (task, model) the configuration with the best mean val acc."""
+    entries: dict[tuple[str, str, str], Entry] = {}
+    for run in runs:
+        key = (run.task, run.model, run.config_hash)
+        entries.setdefault(key, Entry(*key)).runs.append(run)
+    by_cell: dict[tuple[str, str], list[Entry]] = {}
+    for entry in entries.values():
+        by_cell.setdefault((entry.task, entry.model), []).append(entry)
+    for group in by_cell.values():
+        best = max(group, key=lambda e: (e.percent("best_val_acc")[0], len(e.runs), e.config_hash))
+        best.selected = True
+        for entry in group:
+            entry.n_configs = len(group)
+    return sorted(entries.values(), key=lambda e: (task_order(e.task), e.model, not e.selected, e.config_hash))
+
+
+def task_order(task: str) -> tuple[int, str]:
+    return (TASKS.index(task), "") if task in TASKS else (len(TASKS), task)
+
+
+def summary_cells(entries: list[Entry]) -> dict[str, dict[str, Entry]]:
+    """model -> task -> the selected entry."""
+    cells: dict[str, dict[str, Entry]] = {}
+    for entry in entries:
+        if entry.selected:
+            cells.setdefault(entry.model, {})[entry.task] = entry
+    return cells
+
+
+def average5(by_task: dict[str, Entry]) -> float | None:
+    if not all(task in by_task for task in AVERAGE_TASKS):
+        return None
+    return statistics.mean(by_task[task].percent("test_acc")[0] for task in AVERAGE_TASKS)

@@ -1,0 +1,132 @@
+"""Runs as their results.json files (and W&B run summaries) record them, each record checked before it counts."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lra.errors import LRAError
+from lra.run.loggers import wandb_logged_in
+
+REQUIRED = ("task", "model", "seed", "config_hash", "best_val_acc", "test_acc")
+OPTIONAL = ("test_acc_last", "steps_per_s", "peak_memory_mb", "n_params")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run, as its results.json (or W&B summary) records it."""
+
+    task: str
+    model: str
+    seed: int
+    config_hash: str
+    best_val_acc: float
+    test_acc: float
+    test_acc_last: float | None
+    steps_per_s: float | None
+    peak_memory_mb: float | None
+    n_params: int | None
+    source: str
+
+    def identity(self) -> tuple:
+        """Equal for two copies of one run (a results.json and the W&B summary it was uploaded to)."""
+        return self.task, self.model, self.config_hash, self.seed, self.best_val_acc, self.test_acc
+
+
+def _number(value, key: str, low: float | None = None, high: float | None = None, optional: bool = False):
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key} is {value!r}, not a number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{key}={value} is outside [{low}, {high}]")
+    return value
+
+
+def parse_run(data, source: str) -> Run:
+    """Validate one record; ValueError names the first problem."""
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object but {type(data).__name__}")
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    for key in ("task", "model", "config_hash"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise ValueError(f"{key} is {data[key]!r}, not a name")
+    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
+        raise ValueError(f"seed is {data['seed']!r}, not an integer")
+    return Run(
+        task=data["task"],
+        model=data["model"],
+        seed=data["seed"],
+        config_hash=data["config_hash"],
+        best_val_acc=float(_number(data["best_val_acc"], "best_val_acc", 0.0, 1.0)),
+        test_acc=float(_number(data["test_acc"], "test_acc", 0.0, 1.0)),
+        test_acc_last=_number(data.get("test_acc_last"), "test_acc_last", 0.0, 1.0, optional=True),
+        steps_per_s=_number(data.get("steps_per_s"), "steps_per_s", 0.0, optional=True),
+        peak_memory_mb=_number(data.get("peak_memory_mb"), "peak_memory_mb", 0.0, optional=True),
+        n_params=_number(data.get("n_params"), "n_params", 0, optional=True),
+        source=source,
+    )
+
+
+def find_results(targets: Sequence[Path]) -> list[Path]:
+    """results.json files: the targets that are files, and every one below the targets that are directories."""
+    found = []
+    for target in targets:
+        if target.is_file():
+            found.append(target)
+        elif target.is_dir():
+            found.extend(sorted(target.rglob("results.json")))
+        else:
+            raise LRAError(f"{target}: no such file or directory; pass run directories (or results.json files)")
+    return found
+
+
+def load_files(paths: Iterable[Path]) -> tuple[list[Run], list[str]]:
+    runs, problems = [], []
+    for path in paths:
+        try:
+            runs.append(parse_run(json.loads(path.read_text()), str(path)))
+        except json.JSONDecodeError as err:
+            problems.append(f"skipped {path}: invalid JSON (line {err.lineno}, column {err.colno}: {err.msg})")
+        except (OSError, UnicodeDecodeError) as err:
+            problems.append(f"skipped {path}: unreadable ({err})")
+        except ValueError as err:
+            problems.append(f"skipped {path}: {err}")
+    return runs, problems
+
+
+def load_wandb(project: str) -> tuple[list[Run], list[str]]:
+    """Finished runs of a W&B project whose summary holds a results record; offline or failing: a note, no runs."""
+    if not wandb_logged_in():
+        return [], [f"W&B {project}: not logged in (run `wandb login` or set WANDB_API_KEY); skipped"]
+    runs, problems = [], []
+    try:
+        import wandb
+
+        for remote in wandb.Api(timeout=60).runs(project):
+            summary = {key: remote.summary.get(key) for key in (*REQUIRED, *OPTIONAL)}
+            if any(summary[key] is None for key in REQUIRED):
+                continue  # unfinished, crashed, or not a training run of this harness
+            source = f"wandb:{project}/{remote.id}"
+            try:
+                runs.append(parse_run(summary, source))
+            except ValueError as err:
+                problems.append(f"skipped {source}: {err}")
+    except Exception as err:  # any failure of the network or of the API is a note, never a crash
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        return [], [f"W&B {project}: cannot read runs ({type(err).__name__}: {first_line}); skipped"]
+    return runs, problems
+
+
+def deduplicate(runs: Iterable[Run]) -> list[Run]:
+    seen, unique = set(), []
+    for run in runs:
+        if run.identity() not in seen:
+            seen.add(run.identity())
+            unique.append(run)
+    return unique

@@ -1,0 +1,83 @@
+"""The leaderboard's figure: accuracy against training speed per task, marker area ~ peak memory."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from lra.atomic import atomic_file
+from lra.leaderboard.aggregate import Entry, average5, summary_cells, task_order
+from lra.published import TASK_LABELS
+
+
+@dataclass
+class Point:
+    model: str
+    speed: float | None  # steps/s
+    accuracy: float  # %
+    memory: float | None  # peak MB
+
+
+def panels(entries: list[Entry]) -> list[tuple[str, list[Point]]]:
+    """One panel per task, then the 5-task average against Text steps/s (the LRA paper's figure used Text speed)."""
+    cells = summary_cells(entries)
+    out = []
+    for task in sorted({e.task for e in entries}, key=task_order):
+        points = [
+            Point(m, e.average("steps_per_s"), e.percent("test_acc")[0], e.average("peak_memory_mb"))
+            for m, by in sorted(cells.items()) if (e := by.get(task)) is not None
+        ]
+        out.append((TASK_LABELS.get(task, task), points))
+    averaged = [
+        Point(m, by["text"].average("steps_per_s"), average5(by), by["text"].average("peak_memory_mb"))
+        for m, by in sorted(cells.items()) if average5(by) is not None
+    ]
+    if averaged:
+        out.append(("Avg (5) vs Text speed", averaged))
+    return out
+
+
+def plot(entries: list[Entry], path: Path) -> None:
+    """Accuracy against training steps/s, marker area ~ peak memory (hollow: memory not recorded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    groups = panels(entries)
+    ncols = min(3, max(len(groups), 1))
+    nrows = max(math.ceil(len(groups) / ncols), 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    if not groups:
+        axes[0, 0].text(0.5, 0.5, "no runs", ha="center", va="center")
+    largest = max((p.memory for _, points in groups for p in points if p.memory), default=1.0)
+    names = sorted({p.model for _, points in groups for p in points})
+    colour = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}  # one colour per model
+    for ax, (title, points) in zip(axes.flat, groups, strict=False):
+        shown = [p for p in points if p.speed]
+        for p in shown:
+            size = 40 + 400 * (p.memory or 0.0) / largest
+            face = "none" if p.memory is None else [colour[p.model]]
+            ax.scatter(p.speed, p.accuracy, s=size, alpha=0.6, facecolors=face, edgecolors="k", linewidths=0.8)
+            ax.annotate(p.model, (p.speed, p.accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        if shown:
+            ax.margins(x=0.2, y=0.15)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(ScalarFormatter())
+        missing = sorted(p.model for p in points if not p.speed)
+        if missing:
+            ax.text(0.01, 0.01, "no steps/s: " + ", ".join(missing), transform=ax.transAxes, fontsize=7, va="bottom")
+        ax.set_title(title)
+        ax.set_xlabel("training steps/s")
+        ax.set_ylabel("test accuracy %")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Accuracy vs training speed\nmarker area = peak memory (as in the LRA paper's figure)", fontsize=10)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

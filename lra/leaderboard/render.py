@@ -1,0 +1,164 @@
+"""The leaderboard as text: the markdown report (summary, detail and published tables) and the CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+
+from lra.leaderboard.aggregate import Entry, average5, summary_cells
+from lra.published import ACCURACY, AVERAGE_TASKS, EFFICIENCY, TASK_LABELS, TASKS, primary
+
+HEADLINE = (
+    "Accuracy (%) = test accuracy at the best-validation checkpoint (results.json `test_acc`), mean ± sample std "
+    "over runs, (n) = runs. The LRA paper read test accuracy at the last checkpoint (`test_acc_last` here). "
+    "Δ = ours − published, in points. Avg (5) = mean over ListOps, Text, Retrieval, Image and Pathfinder, given "
+    "all five; Path-X is separate. † = best of several configurations of that (task, model) by mean validation "
+    "accuracy (all are in the detail table)."
+)
+
+
+def fmt(value: float | None, digits: int = 2, sign: bool = False, dash: str = "–") -> str:
+    if value is None:
+        return dash
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def accuracy_text(entry: Entry) -> str:
+    mean, std = entry.percent("test_acc")
+    spread = f" ± {std:.2f}" if std is not None else ""
+    mark = " †" if entry.n_configs > 1 else ""
+    return f"{mean:.2f}{spread} ({len(entry.runs)}){mark}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def column_tasks(entries: list[Entry]) -> list[str]:
+    """The LRA tasks, then any other task our runs have (a custom task config), in name order."""
+    extra = sorted({e.task for e in entries} - set(TASKS))
+    return [*AVERAGE_TASKS, *extra]
+
+
+def summary_table(entries: list[Entry]) -> list[str]:
+    tasks = column_tasks(entries)
+    cells = summary_cells(entries)
+    ranked = sorted(cells, key=lambda m: (average5(cells[m]) is None, -(average5(cells[m]) or 0.0), m))
+    rows = []
+    for model in ranked:
+        by_task = cells[model]
+        ours_avg = average5(by_task)
+        rows.append(
+            [f"**{model}**"]
+            + [accuracy_text(by_task[t]) if t in by_task else "–" for t in tasks]
+            + [fmt(ours_avg), accuracy_text(by_task["pathx"]) if "pathx" in by_task else "–"]
+        )
+        published = primary(model)
+        if published is None:
+            continue
+        pub_avg = published.average5()
+
+        def beside(task: str, ours: float | None, published=published) -> str:
+            text = published.text(task) or "–"
+            value = published.accuracy.get(task)
+            return text if ours is None or value is None else f"{text} (Δ {ours - value:+.2f})"
+
+        rows.append(
+            [f"↳ published: {published.label}, {published.source}"]
+            + [beside(t, by_task[t].percent("test_acc")[0] if t in by_task else None) for t in tasks]
+            + [
+                fmt(pub_avg) if ours_avg is None or pub_avg is None else f"{pub_avg:.2f} (Δ {ours_avg - pub_avg:+.2f})",
+                beside("pathx", by_task["pathx"].percent("test_acc")[0] if "pathx" in by_task else None),
+            ]
+        )
+    header = ["model", *(TASK_LABELS.get(t, t) for t in tasks), "Avg (5)", "Path-X"]
+    return table(header, rows)
+
+
+def detail_table(entries: list[Entry]) -> list[str]:
+    rows = []
+    for e in entries:
+        published = e.published()
+        pub_text = published.text(e.task) if published else ""
+        rows.append([
+            TASK_LABELS.get(e.task, e.task), e.model, e.config_hash + (" †" if e.selected and e.n_configs > 1 else ""),
+            len(e.runs), ",".join(map(str, e.seeds)), accuracy_text(e).rsplit(" (", 1)[0],
+            fmt(e.percent("best_val_acc")[0]), fmt(e.percent("test_acc_last")[0]), pub_text or "–",
+            fmt(e.difference(), sign=True), fmt(e.average("steps_per_s")), fmt(e.average("peak_memory_mb"), 0),
+            fmt(e.average("n_params"), 0),
+        ])
+    header = [
+        "task", "model", "config", "n", "seeds", "test acc %", "best val %", "test acc (last ckpt) %",
+        "published %", "Δ", "steps/s", "peak memory MB", "params",
+    ]
+    return table(header, rows)
+
+
+METRIC_LABELS = {"steps_per_s": "steps/s", "peak_memory_gb": "peak memory GB"}
+
+
+def published_tables() -> list[str]:
+    accuracy = table(
+        ["model", "our config", "source", *(TASK_LABELS[t] for t in TASKS), "avg (paper)"],
+        [
+            [row.label + (f" ({row.note})" if row.note else ""), row.model, row.source,
+             *(row.text(t) for t in TASKS), f"{row.average:.2f}" + ("" if row.average_over == 5 else " (6 tasks)")]
+            for row in ACCURACY
+        ],
+    )
+    lengths = sorted({length for e in EFFICIENCY for length in e.values})
+    efficiency = table(
+        ["model", "source", "setting", "metric", *(f"{n // 1024}K" if n >= 1024 else str(n) for n in lengths)],
+        [
+            [e.label, e.source, e.setting, METRIC_LABELS[e.metric],
+             *(("OOM" if e.values[n] is None else f"{e.values[n]:g}") if n in e.values else "" for n in lengths)]
+            for e in EFFICIENCY
+        ],
+    )
+    return ["## Published accuracy (%)", "", *accuracy, "", "## Published speed and memory", "", *efficiency]
+
+
+def render_markdown(entries: list[Entry], notes: list[str], sources: list[str]) -> str:
+    n_runs = sum(len(e.runs) for e in entries)
+    lines = [
+        "# LRA leaderboard", "", HEADLINE, "",
+        f"{n_runs} runs in {len(entries)} configurations, from {', '.join(sources) or 'nowhere'}.", "",
+        "## Summary", "", *summary_table(entries), "",
+        "## Runs by configuration", "", *detail_table(entries), "",
+        *published_tables(), "",
+    ]
+    if notes:
+        lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = (
+    "task", "model", "config_hash", "selected", "n_configs", "n_runs", "seeds",
+    "test_acc_pct_mean", "test_acc_pct_std", "best_val_acc_pct_mean", "best_val_acc_pct_std",
+    "test_acc_last_pct_mean", "published_pct", "published_source", "diff_pct",
+    "steps_per_s_mean", "peak_memory_mb_mean", "n_params",
+)
+
+
+def render_csv(entries: list[Entry]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for e in entries:
+        published = e.published()
+        value = published.accuracy.get(e.task) if published else None
+
+        def cell(x):
+            return "" if x is None else repr(x) if isinstance(x, float) else x
+
+        writer.writerow([cell(x) for x in (
+            e.task, e.model, e.config_hash, int(e.selected), e.n_configs, len(e.runs), " ".join(map(str, e.seeds)),
+            *e.percent("test_acc"), *e.percent("best_val_acc"), e.percent("test_acc_last")[0],
+            value if value is not None else ("FAIL" if published and e.task in published.accuracy else None),
+            published.source if published else None, e.difference(),
+            e.average("steps_per_s"), e.average("peak_memory_mb"), e.average("n_params"),
+        )])
+    return buffer.getvalue()

@@ -1,0 +1,87 @@
+"""Our runs beside the published LRA numbers.
+
+    python -m lra.leaderboard [RUN_DIRS...] [--wandb ENTITY/PROJECT] [--out DIR] [--strict]
+
+Reads every results.json under RUN_DIRS (default: outputs/ and multirun/) and, when logged in, the summaries of the
+W&B runs of ENTITY/PROJECT; writes leaderboard.md (also printed), leaderboard.csv and leaderboard.png.
+
+Decisions, stated again in the report itself:
+- Headline: test accuracy at the best-validation checkpoint (results.json `test_acc`), in %, mean ± sample standard
+  deviation (n - 1) over the runs of one configuration; the LRA paper read test accuracy at the last checkpoint
+  (`test_acc_last`, in the CSV and the detail table).
+- Runs are grouped by (task, model, config_hash): the seeds of one configuration. Each configuration is its own row
+  of the detail table; where a (task, model) has several, the summary shows the one with the highest mean
+  best-validation accuracy (chosen on validation, never on test) and marks it with † and the number of configs.
+- A malformed results.json is skipped with one line naming the file (on stderr and in the report); `--strict`
+  makes it an error instead. The same run read twice (its results.json and its W&B summary) counts once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lra.atomic import write_text
+from lra.errors import LRAError
+from lra.leaderboard.aggregate import Entry, aggregate
+from lra.leaderboard.load import deduplicate, find_results, load_files, load_wandb
+from lra.leaderboard.plot import plot
+from lra.leaderboard.render import render_csv, render_markdown
+
+DEFAULT_DIRS = ("outputs", "multirun")
+
+
+def build(
+    targets: Sequence[Path], projects: Sequence[str], out: Path, strict: bool = False,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> tuple[list[Entry], str]:
+    """Gather, aggregate and write the three files; returns the entries and the markdown."""
+    files = find_results(targets)
+    runs, notes = load_files(files)
+    if notes and strict:
+        raise LRAError(notes[0].replace("skipped ", "malformed ", 1) + " (drop --strict to skip it)")
+    for project in projects:
+        remote, remote_notes = load_wandb(project)
+        runs += remote
+        notes += remote_notes
+    for note in notes:
+        say(note)
+    runs = deduplicate(runs)
+    if not runs:
+        where = ", ".join(map(str, [*targets, *projects])) or "nothing"
+        raise LRAError(f"no results found in {where}; train first (python train.py ...) or pass run directories")
+    entries = aggregate(runs)
+    markdown = render_markdown(entries, notes, [*map(str, targets), *(f"W&B {p}" for p in projects)])
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "leaderboard.md", markdown)
+    write_text(out / "leaderboard.csv", render_csv(entries))
+    plot(entries, out / "leaderboard.png")
+    return entries, markdown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lra.leaderboard", description=__doc__.splitlines()[0].rstrip("."))
+    parser.add_argument("run_dirs", nargs="*", type=Path, help="run directories or results.json files (recursive); "
+                        f"default: {' and '.join(d + '/' for d in DEFAULT_DIRS)} where they exist")
+    parser.add_argument("--wandb", action="append", default=[], metavar="ENTITY/PROJECT",
+                        help="also read this W&B project's run summaries (skipped with a note when offline)")
+    parser.add_argument("--out", type=Path, default=Path("leaderboard"), help="where the .md, .csv and .png go")
+    parser.add_argument("--strict", action="store_true", help="a malformed results.json is an error, not skipped")
+    args = parser.parse_args(argv)
+    targets = args.run_dirs or [Path(d) for d in DEFAULT_DIRS if Path(d).is_dir()]
+    try:
+        if not targets and not args.wandb:
+            raise LRAError("no outputs/ or multirun/ here and no --wandb; pass the run directories to read")
+        _, markdown = build(targets, args.wandb, args.out, args.strict)
+    except LRAError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(markdown)
+    print(f"wrote {args.out / 'leaderboard.md'}, {args.out / 'leaderboard.csv'}, {args.out / 'leaderboard.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

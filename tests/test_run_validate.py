@@ -1,0 +1,76 @@
+"""Configuration checks before any data is touched: names that conf/ does not have (lra.run.config) and values that
+cannot run (lra.run.validate), each one line naming the key."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lra.errors import LRAError
+from lra.run.config import CONF_DIR, check_choices, compose_train
+from lra.run.train import run
+from tests.helpers import ROOT, tiny_run_overrides
+
+
+def test_unknown_task_or_model_lists_the_available_names():
+    with pytest.raises(LRAError) as caught:
+        check_choices(["task=listopz"], CONF_DIR)
+    tasks = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
+    assert str(caught.value) == f"task=listopz is not available; choose one of: {', '.join(tasks)}"
+    with pytest.raises(LRAError, match=r"^model=fnett is not available; choose one of: .*fnet, .*transformer"):
+        check_choices(["-m", "model=fnet,fnett", "seed=1"], CONF_DIR)
+    check_choices(["task=listops", "model=fnet,transformer", "seed=0,1"], CONF_DIR)
+
+
+def test_unknown_task_from_the_command_line_is_one_line():
+    proc = subprocess.run(
+        [sys.executable, "train.py", "model=nosuchmodel"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: model=nosuchmodel is not available; choose one of: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, line",
+    [
+        (["model=transformer", "model.d_model=50", "model.n_heads=4"],
+         "model.d_model=50 is not divisible by model.n_heads=4, which Attention needs; change one of them"),
+        (["model.n_layers=0"], "model.n_layers=0 must be a positive integer"),
+        (["model.d_model=-8"], "model.d_model=-8 must be a positive integer"),
+        (["task.batch_size=0"], "task.batch_size=0 must be a positive integer"),
+        (["trainer.max_steps=-1"], "trainer.max_steps=-1 must be a positive integer"),
+        (["model.dropout=1.5"], "model.dropout=1.5 must be in [0, 1)"),
+        (["model.mixer=nope"], None),
+    ],
+)
+def test_config_rules_fail_before_any_data_is_touched(tmp_path, overrides, line):
+    cfg = compose_train([*tiny_run_overrides(tmp_path / "no-data-here", tmp_path / "out"), *overrides])
+    with pytest.raises(LRAError) as caught:
+        run(cfg)  # the data directory does not exist: only a config check can fail first
+    if line is None:
+        assert str(caught.value).startswith("model.mixer='nope' is not a mixer; available: ")
+    else:
+        assert str(caught.value) == line
+
+
+def test_head_free_mixers_need_no_divisible_width(listops_data, tmp_path):
+    cfg = compose_train([*tiny_run_overrides(listops_data, tmp_path / "out"), "model=fnet", "model.d_model=30",
+                         "task.max_len=32"])
+    run(cfg)
+
+
+def test_batch_larger_than_the_dataset(listops_data, tmp_path):
+    cfg = compose_train([*tiny_run_overrides(listops_data, tmp_path / "out"), "task.batch_size=65"])
+    with pytest.raises(LRAError) as caught:
+        run(cfg)
+    assert str(caught.value) == (
+        f"task.batch_size=65 is larger than the training split (64 examples under {listops_data / 'listops-1000'}); "
+        "lower task.batch_size"
+    )
+
+
+def test_max_len_smaller_than_the_data(listops_data, tmp_path):
+    cfg = compose_train([*tiny_run_overrides(listops_data, tmp_path / "out"), "task.max_len=4"])
+    with pytest.raises(LRAError, match=r"basic_train.tsv:\d+: \d+ tokens exceed task.max_len=4; raise task.max_len"):
+        run(cfg)
