@@ -17,8 +17,8 @@ TASK_LABELS = {
 }
 FAIL = "FAIL"
 
-LRA = "LRA paper (Tay et al. 2021)"
-FNET = "FNet paper (Lee-Thorp et al. 2021)"
+LRA = "LRA paper (Tay et al. 2021; the LRA release code, ours: model.impl=release)"
+FNET = "FNet paper (Lee-Thorp et al. 2021; its own implementations, ours: model.impl=paper)"
 S4 = "S4 paper (Gu et al. 2022, updated results)"
 MEGA = "Mega paper (Ma et al. 2023)"
 

@@ -5,6 +5,7 @@ import torch
 
 from lra.errors import LRAError
 from lra.models.mixers import MIXERS, HeadedMixer, Mixer, build_mixer
+from lra.models.mixers.registry import RELEASE
 
 D, H, L, N_REAL = 32, 4, 64, 40
 
@@ -74,3 +75,36 @@ def test_attention_like_mixers_share_one_headed_projection(name):
 def test_head_divisibility_is_one_message(name):
     with pytest.raises(LRAError, match=r"^model.d_model=30 is not divisible by model.n_heads=4, which \w+ needs"):
         build_mixer(name, d_model=30, n_heads=4, max_len=L, dropout=0.0)
+
+
+@pytest.mark.parametrize("name", sorted(RELEASE))
+def test_release_classes_keep_the_contract(name):
+    """Shape, gradients, and pads: a release class that declares uses_mask must not see them, others must."""
+    torch.manual_seed(0)
+    mixer = build_mixer(name, d_model=D, n_heads=H, max_len=L, dropout=0.0, impl="release")
+    assert type(mixer) is RELEASE[name] and mixer.impl == "release"
+    x, mask = inputs()
+    x.requires_grad_(True)
+    y = mixer.train()(x, mask)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    y.square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    mixer.eval()
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1)) * 3
+    with torch.no_grad():
+        y, y_other = mixer(x, mask), mixer(torch.where(mask[..., None], x, noise), mask)
+    assert torch.allclose(y[mask], y_other[mask], atol=1e-5, rtol=1e-4) == mixer.uses_mask
+
+
+@pytest.mark.parametrize("name", sorted(set(MIXERS) - set(RELEASE)))
+def test_mixers_without_a_release_variant_behave_the_same_under_both(name):
+    x, mask = inputs()
+    outputs = []
+    for impl in ("paper", "release"):
+        torch.manual_seed(0)
+        mixer = build_mixer(name, d_model=D, n_heads=H, max_len=L, dropout=0.0, impl=impl).eval()
+        outputs.append(mixer(x, mask))
+    if name == "attention":  # the release's Transformer: the same but for the bias-free output projection
+        assert mixer.out.bias is None
+    else:
+        torch.testing.assert_close(outputs[0], outputs[1])

@@ -86,8 +86,12 @@ def test_release_init_is_xavier_uniform_with_tiny_biases():
     torch.manual_seed(0)
     model = Classifier(encoder(), 16, 32, 3, dual=False, interaction="paper")
     initialise(model, "release")
+    qkv = model.encoder.blocks[0].mixer.qkv
+    for part in qkv.weight.chunk(3, dim=0):  # one xavier bound per q, k, v Dense, as the release had them
+        bound = math.sqrt(6.0 / (16 + 16))
+        assert 0.8 * bound < part.abs().max() <= bound
     for layer in model.modules():
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.Linear) and layer is not qkv:
             bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
             assert layer.weight.abs().max() <= bound
             assert layer.weight.abs().max() > 0.8 * bound  # uniform over the whole range, not PyTorch's smaller one

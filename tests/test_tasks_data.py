@@ -63,7 +63,7 @@ def assert_not_cached(dm, split: str) -> None:
 
 
 # --- configs ---------------------------------------------------------------------------------------------------
-# Released configs (docs/reference.md): len, bs, steps, lr, schedule, warmup, wd, (layers, d, heads, ff), pool, pos, clip
+# Released (docs/reference.md): len, bs, steps, lr, schedule, warmup, wd, (layers, d, heads, ff), pool, pos, clip
 RECIPES = {
     "text": (1000, 32, 20000, 0.05, "rsqrt", 8000, 0.1, (4, 256, 4, 1024), "cls", "sinusoidal", None),
     "retrieval": (4000, 32, 5000, 0.05, "rsqrt", 8000, 0.1, (4, 128, 4, 512), "cls", "sinusoidal", None),

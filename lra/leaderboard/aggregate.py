@@ -42,7 +42,7 @@ class Entry:
         return primary(self.model)
 
     def difference(self) -> float | None:
-        row, ours = self.published(), self.percent("test_acc")[0]
+        row, ours = self.published(), self.percent("headline")[0]
         value = row.accuracy.get(self.task) if row else None
         return None if value is None or ours is None else ours - value
 
@@ -80,4 +80,4 @@ def summary_cells(entries: list[Entry]) -> dict[str, dict[str, Entry]]:
 def average5(by_task: dict[str, Entry]) -> float | None:
     if not all(task in by_task for task in AVERAGE_TASKS):
         return None
-    return statistics.mean(by_task[task].percent("test_acc")[0] for task in AVERAGE_TASKS)
+    return statistics.mean(by_task[task].percent("headline")[0] for task in AVERAGE_TASKS)

@@ -12,7 +12,7 @@ from lra.errors import LRAError
 from lra.run.loggers import wandb_logged_in
 
 REQUIRED = ("task", "model", "seed", "config_hash", "best_val_acc", "test_acc")
-OPTIONAL = ("test_acc_last", "steps_per_s", "peak_memory_mb", "n_params")
+OPTIONAL = ("test_acc_last", "steps_per_s", "peak_memory_mb", "n_params", "impl", "val_is_test")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,17 @@ class Run:
     peak_memory_mb: float | None
     n_params: int | None
     source: str
+    impl: str = "paper"
+    val_is_test: bool = False
+
+    @property
+    def headline(self) -> float:
+        """The accuracy the leaderboard ranks by: test at the best-validation checkpoint, except where validation
+        is the test set (Text, as LRA ran it): then choosing on it would peek, so the last checkpoint's test
+        accuracy (what LRA read) is the headline."""
+        if self.val_is_test and self.test_acc_last is not None:
+            return self.test_acc_last
+        return self.test_acc
 
     def identity(self) -> tuple:
         """Equal for two copies of one run (a results.json and the W&B summary it was uploaded to)."""
@@ -70,6 +81,8 @@ def parse_run(data, source: str) -> Run:
         peak_memory_mb=_number(data.get("peak_memory_mb"), "peak_memory_mb", 0.0, optional=True),
         n_params=_number(data.get("n_params"), "n_params", 0, optional=True),
         source=source,
+        impl=str(data.get("impl", "paper")),
+        val_is_test=bool(data.get("val_is_test", False)),
     )
 
 

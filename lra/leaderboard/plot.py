@@ -25,7 +25,7 @@ def panels(entries: list[Entry]) -> list[tuple[str, list[Point]]]:
     out = []
     for task in sorted({e.task for e in entries}, key=task_order):
         points = [
-            Point(m, e.average("steps_per_s"), e.percent("test_acc")[0], e.average("peak_memory_mb"))
+            Point(m, e.average("steps_per_s"), e.percent("headline")[0], e.average("peak_memory_mb"))
             for m, by in sorted(cells.items()) if (e := by.get(task)) is not None
         ]
         out.append((TASK_LABELS.get(task, task), points))

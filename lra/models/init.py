@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from lra.errors import LRAError
+from lra.models.mixers.base import HeadedMixer
 
 INITS = ("torch", "release")
 
@@ -24,4 +25,9 @@ def initialise(module: nn.Module, scheme: str) -> nn.Module:
                 nn.init.xavier_uniform_(layer.weight)
                 if layer.bias is not None:
                     nn.init.normal_(layer.bias, std=1e-6)
+        # The release has one Dense per q, k, v: each part of the fused projection gets its own fan-out.
+        for layer in module.modules():
+            if isinstance(layer, HeadedMixer):
+                for part in layer.qkv.weight.data.chunk(len(layer.roles), dim=0):
+                    nn.init.xavier_uniform_(part)
     return module

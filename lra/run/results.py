@@ -17,8 +17,8 @@ UNHASHED = ("seed", "data_dir", "output_dir", "ckpt_path", "resume", "requeue", 
 # Also free to change when resuming: how long to train and how the machine reads data.
 RESUMABLE = ("trainer.max_steps", "trainer.enable_progress_bar", "task.num_workers")
 FIELDS = (
-    "task", "model", "seed", "best_val_acc", "test_acc", "test_acc_last", "steps_per_s", "peak_memory_mb",
-    "n_params", "step", "skipped_steps", "config_hash", "git_commit",
+    "task", "model", "seed", "impl", "best_val_acc", "test_acc", "test_acc_last", "val_is_test", "steps_per_s",
+    "peak_memory_mb", "n_params", "step", "skipped_steps", "config_hash", "git_commit",
 )
 
 

@@ -118,7 +118,10 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
             "task": cfg.task.name,
             "model": cfg.model.name,
             "seed": int(cfg.seed),
+            "impl": cfg.model.impl,
             **evaluate(trainer, task, datamodule, best, last),
+            # Validation on the test set (Text as LRA ran it) makes the best-val choice a choice on test.
+            "val_is_test": cfg.task.get("val_split") == "test",
             "steps_per_s": throughput.steps_per_s(),
             "peak_memory_mb": peak_memory_mb(task.device),
             "n_params": count_parameters(model),

@@ -19,7 +19,10 @@ class Attention(HeadedMixer):
     """Multi-head softmax attention over real tokens only (padded keys get zero weight).
 
     Projections are bias-free as in the released LRA Transformer. `attend` also serves cross-attention (Luna).
+    The release's Transformer is this method: impl=release only drops the output bias, as released.
     """
+
+    released = True
 
     def attend(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
         """Queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None) -> [B, L, D]."""

@@ -70,6 +70,8 @@ class Mixer(nn.Module):
     uses_mask: bool = True
     uses_heads: bool = True
     uses_state: bool = False
+    # True for the methods the LRA release has (set by @register(..., impl="release")): only those change with impl.
+    released: bool = False
 
     def __init__(
         self,
@@ -98,8 +100,9 @@ class Mixer(nn.Module):
 
 class HeadedMixer(Mixer):
     """Multi-head mixers: one fused bias-free input projection `qkv` (as the released LRA Transformer) to the
-    attention width `qkv_dim`, and an output projection `out` back to d_model (bias-free under impl=release, as
-    released). Every attention-like mixer lays out its weights this way, so they copy over one to one.
+    attention width `qkv_dim`, and an output projection `out` back to d_model (bias-free under impl=release for the
+    methods the release has, as released). Every attention-like mixer lays out its weights this way, so they
+    copy over one to one.
 
     `roles` names what the fused projection makes: "qkv"; "qv" when keys are derived from the queries (Reformer's
     shared QK); "v" when the attention weights are synthesized without queries or keys (Synthesizer).
@@ -111,7 +114,7 @@ class HeadedMixer(Mixer):
         super().__init__(d_model, n_heads, max_len, dropout, **base)
         self.head_dim = self.qkv_dim // n_heads
         self.qkv = nn.Linear(d_model, len(self.roles) * self.qkv_dim, bias=False)
-        self.out = nn.Linear(self.qkv_dim, d_model, bias=self.impl != "release")
+        self.out = nn.Linear(self.qkv_dim, d_model, bias=not (self.impl == "release" and self.released))
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[B, L, D] -> one [B, H, L, Dh] tensor per role (q, k, v for "qkv"), from one matmul."""

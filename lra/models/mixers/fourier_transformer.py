@@ -61,6 +61,8 @@ class FourierTransformerAttention(Attention):
     as the Image and Path-X recipes), so one config serves every depth; an explicit list must fit the depth.
     """
 
+    released = False  # not in the LRA release: both impl values compute the same
+
     def __init__(
         self,
         d_model: int,

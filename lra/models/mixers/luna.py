@@ -33,8 +33,9 @@ class Luna(Mixer):
             raise LRAError(f"model.proj_len={proj_len} must be a positive integer")
         self.p = nn.Parameter(torch.randn(proj_len, d_model) * d_model**-0.5)
         self.p_norm = nn.LayerNorm(d_model)
-        self.pack = Attention(d_model, n_heads, proj_len, dropout, **base)
-        self.unpack = Attention(d_model, n_heads, max_len, dropout, **base)
+        inner = {**base, "impl": "paper"}  # Luna is not in the LRA release: both impl values compute the same
+        self.pack = Attention(d_model, n_heads, proj_len, dropout, **inner)
+        self.unpack = Attention(d_model, n_heads, max_len, dropout, **inner)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         p = state.get(CARRY) if state is not None else None

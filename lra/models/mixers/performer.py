@@ -1,8 +1,12 @@
-"""Performer (Choromanski et al. 2021): FAVOR+, softmax attention through positive orthogonal random features."""
+"""Performer (Choromanski et al. 2021): FAVOR+, softmax attention through positive orthogonal random features;
+`PerformerRelease`: the two kernels the LRA release ran (ReLU features by default, FAVOR+ on ListOps)."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.nn.functional as F
 
 from lra.errors import LRAError
 from lra.models.mixers.kernels import KernelMixer, linear_attention
@@ -101,3 +105,121 @@ class PerformerMixer(KernelMixer):
         if self.training:
             self.redraw_if_due()
         return favor_attention(q, k, v, mask, self.projection.float())
+
+
+# The release's two Performer kernels (lra_benchmarks/models/performer/performer.py `_ATTENTION_FNS`):
+# `generalized` (its default) and `softmax` (FAVOR+, set by listops/configs/performer_base.py only).
+RELEASE_KERNELS = ("relu", "softmax")
+RELU_EPSILON = 1e-3  # make_fast_generalized_attention's kernel_epsilon
+SOFTMAX_STABILISER = 1e-6  # make_fast_softmax_attention's numerical_stabilizer
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def query_seed(q: torch.Tensor) -> int:
+    """The release's redraw seed, `ceil(sum(query) * 1e7)` cast to int32 (FastAttentionviaLowRankDecomposition).
+
+    XLA's float -> int conversion saturates (NaN -> 0), so any batch with |sum(q)| > ~215 gets one of the two
+    extreme seeds: in practice the "redrawn" features alternate between two fixed draws, picked by the sign of the
+    batch's query sum, and an example's features depend on the rest of its batch."""
+    seed = torch.ceil(q.float().sum() * 1e7).item()
+    if seed != seed:
+        return 0
+    return int(min(max(seed, INT32[0]), INT32[1]))
+
+
+@functools.lru_cache(maxsize=16)
+def release_features(num_features: int, dim: int, seed: int) -> torch.Tensor:
+    """[num_features, dim] as GaussianOrthogonalRandomMatrix(scaling=0) draws them from PRNGKey(seed): the rows
+    of blocks of raw QR factors (LAPACK's Householder signs, no sign correction, so e.g. row 0 always has a negative
+    first coordinate), each scaled by the length of a Gaussian vector. Cached: the seed rarely changes (see
+    `query_seed`). Returns a shared CPU tensor; do not modify it."""
+    generator = torch.Generator().manual_seed(seed - INT32[0])
+    blocks = -(-num_features // dim)
+    q, _ = torch.linalg.qr(torch.randn(blocks, dim, dim, generator=generator, dtype=torch.float64))
+    rows = q.transpose(-1, -2).reshape(blocks * dim, dim)[:num_features]
+    lengths = torch.randn(num_features, dim, generator=generator, dtype=torch.float64).norm(dim=-1, keepdim=True)
+    return (rows * lengths).float()
+
+
+def release_softmax_features(x: torch.Tensor, projection: torch.Tensor, is_query: bool) -> torch.Tensor:
+    """nonnegative_softmax_kernel_feature_creator: x [B, H, L, d] -> [B, H, L, m]. The stabiliser is the max over
+    the features per query, and over the features and *all* positions (pads included) per (example, head) for keys;
+    it is not detached (the release differentiates through the max)."""
+    x = x * x.shape[-1] ** -0.25
+    wx = x @ projection.transpose(-1, -2)
+    half_norm = 0.5 * x.square().sum(dim=-1, keepdim=True)
+    stabiliser = wx.amax(dim=-1, keepdim=True) if is_query else wx.amax(dim=(-2, -1), keepdim=True)
+    return (torch.exp(wx - half_norm - stabiliser) + SOFTMAX_STABILISER) * projection.shape[0] ** -0.5
+
+
+def unmasked_linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, stabiliser: float):
+    """sum_j (phi_q_i . phi_k_j) v_j / R_i over every position j, R_i = sum_j phi_q_i . phi_k_j, where the release
+    adds 2 * stabiliser to an R with |R| <= stabiliser (stabiliser 0: plain division)."""
+    kv = torch.einsum("bhlf,bhld->bhfd", phi_k, v)
+    normaliser = torch.einsum("bhlf,bhf->bhl", phi_q, phi_k.sum(dim=-2))
+    if stabiliser:
+        normaliser = normaliser + 2 * stabiliser * (normaliser.abs() <= stabiliser)
+    return torch.einsum("bhlf,bhfd->bhld", phi_q, kv) / normaliser[..., None]
+
+
+@register("performer", impl="release")
+class PerformerRelease(KernelMixer):
+    """Performer as the LRA release computed it (models/performer/performer_attention.py). The padding mask is
+    never used (the fast attention ignores the mask bias it is given): every position, pads included, enters the
+    keys, values and normaliser, so `uses_mask = False`. `dropout` is not used (nor was it in the release).
+
+    `kernel`:
+    - "relu" (the release default, `generalized` with deterministic features, on Text, Retrieval, Image and
+      Pathfinder): phi(x) = ReLU(x) + 1e-3 on the raw per-head q and k (no projection, no scaling), normaliser
+      without any epsilon. `num_features`, `redraw_every` and `feature_seed` are ignored (nothing is random).
+    - "softmax" (ListOps: FAVOR+ with nb_features=2): `num_features` positive orthogonal features per head
+      (`release_features`, shared by heads), stabilisers over all positions, eps 1e-6 inside the features.
+      `redraw_every=1`: redrawn on every forward pass, training and eval alike, from the seed
+      `query_seed(q)` of the batch's queries (as released: in practice two feature sets, see `query_seed`; costs
+      one host sync per layer). `redraw_every=0`: fixed features from seed 0, the release's PRNGKey(0), the same in
+      every layer. The release had no other schedule, so other values are an error. `feature_seed` is ignored:
+      the release's seed does not depend on the layer.
+    """
+
+    uses_mask = False
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        num_features: int = 256,
+        redraw_every: int = 1000,
+        feature_seed: int | None = None,
+        kernel: str = "relu",
+        **base,
+    ) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
+        if kernel not in RELEASE_KERNELS:
+            raise LRAError(f"model.kernel={kernel!r} is not a released Performer kernel; use one of: relu, softmax")
+        self.kernel = kernel
+        self.num_features = num_features
+        self.redraw_every = redraw_every
+        if kernel == "softmax":
+            if num_features < 1:
+                raise LRAError(f"model.num_features={num_features} must be >= 1")
+            if redraw_every not in (0, 1):
+                raise LRAError(
+                    f"model.redraw_every={redraw_every}: the released softmax kernel redraws on every forward pass "
+                    "(1) or never (0); set one of them"
+                )
+            if redraw_every == 0:
+                self.register_buffer("projection", release_features(num_features, self.head_dim, 0).clone(), False)
+
+    def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "relu":
+            phi_q, phi_k = F.relu(q) + RELU_EPSILON, F.relu(k) + RELU_EPSILON
+            return unmasked_linear_attention(phi_q, phi_k, v, 0.0)
+        if self.redraw_every:
+            projection = release_features(self.num_features, self.head_dim, query_seed(q)).to(q.device)
+        else:
+            projection = self.projection.float()
+        phi_q = release_softmax_features(q, projection, is_query=True)
+        phi_k = release_softmax_features(k, projection, is_query=False)
+        return unmasked_linear_attention(phi_q, phi_k, v, SOFTMAX_STABILISER)

@@ -143,3 +143,98 @@ class ReformerAttention(HeadedMixer):
             seen = (of_k == of_q) | ((of_k == of_q - 1) if before else False)
             count += seen
         return count.clamp(min=1.0)
+
+
+@register("reformer", impl="release")
+class ReformerRelease(HeadedMixer):
+    """LSH attention as the LRA release computed it (`models/reformer/reformer_attention.py`):
+
+    - the sequence is padded with zero vectors by 1 .. 10 positions to a multiple of 10 (`chunk_len=10`, used for
+      nothing else); those positions take part like tokens (zero query and value, bucket 0);
+    - shared QK without normalisation: keys are the queries themselves, score(i, j) = q_i . q_j * sqrt(d_head)
+      (multiplied, not divided); no self-mask, no padding mask, no dropout, no duplicate correction;
+    - one round of hashing (`n_hashes=1`) into 10 buckets (`n_buckets=10`), h(x) = argmax([xR; -xR]), with one
+      rotation R drawn from a fixed key (PRNGKey(0)): the same for every head, layer, step, and in train and eval;
+    - tokens are sorted by (round, bucket, position) and cut into n_hashes * n_buckets chunks, of padded length / 10
+      tokens each; a chunk attends to itself and the chunk before it, cyclically (the first chunk to the last);
+      rounds are weighted by their softmax normalisers;
+    - the attention width is d_model (the release overwrites `qkv_features` with the input width, so
+      `model.qkv_dim` is ignored), and there is no output projection: the [B, H, L, Dh] output is *reshaped* to
+      [B, L, H * Dh] without moving the head axis, so output position p holds head h = (p H + j) // L's output at
+      token (p H + j) mod L for j = 0 .. H-1 (L padded). Outputs are cut back to the input length after that.
+
+    The padding mask is not used (`uses_mask = False`): pads are keys like tokens. `n_hashes`, `n_buckets`,
+    `bucket_size` and `seed` are ignored: no released configuration passed the attention anything but its
+    defaults (1 hash, 10 buckets, chunk_len 10), and the rotation's key was fixed. R comes from a torch generator
+    seeded with 0 (the role of PRNGKey(0); not the same numbers). Computed in float32, O(L^2 / 5) memory per head.
+    """
+
+    roles = "qv"
+    uses_mask = False
+    n_hashes = 1
+    n_buckets = 10
+    pad_multiple = 10  # the release's chunk_len: the padding's multiple
+    rotation_seed = 0
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        n_hashes: int = 1,
+        n_buckets: int | None = 10,
+        bucket_size: int | None = None,
+        seed: int | None = None,
+        **base,
+    ) -> None:
+        base["qkv_dim"] = None  # the release attends at the input width
+        super().__init__(d_model, n_heads, max_len, 0.0, **base)
+        self.out = None  # no output projection in the release
+        generator = torch.Generator().manual_seed(self.rotation_seed)
+        shape = (self.head_dim, self.n_hashes, self.n_buckets // 2)
+        self.register_buffer("rotations", torch.randn(shape, generator=generator), persistent=False)
+
+    def hash(self, queries: torch.Tensor) -> torch.Tensor:
+        """Bucket ids [B, H, R, L] of queries [B, H, L, Dh], the same rotations for every head."""
+        with torch.no_grad():
+            rotated = torch.einsum("bhld,drk->bhrlk", queries.float(), self.rotations)
+            return torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        step = math.lcm(self.pad_multiple, self.n_buckets)  # = 10: chunks must tile the padded length
+        padded = length + step - length % step  # always at least one appended position, as released
+        queries, values = (pad_dim(t, padded, dim=2) for t in self.heads(x))  # appended rows: zero (bias-free)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = self.attend(queries.float(), values.float())
+        return self.finish(y.to(x.dtype), length)
+
+    def attend(self, queries: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """[B, H, Lp, Dh] queries (= keys) and values -> [B, H, Lp, Dh], in float32."""
+        b, h, n, dh = queries.shape
+        rounds = self.n_hashes
+        # One sorted sequence of all rounds: slot -> (round, token) as round * n + token, by (round, bucket, position).
+        buckets = self.hash(queries) + self.n_buckets * torch.arange(rounds, device=queries.device)[:, None]
+        position = torch.arange(n, device=queries.device)
+        order = (buckets * n + position).flatten(2).argsort(dim=-1)  # [B, H, R * Lp]
+        token = order % n
+        chunks = rounds * self.n_buckets
+        sq = gather_tokens(queries, token[:, :, None]).squeeze(2).unflatten(2, (chunks, -1))  # [B, H, C, m, Dh]
+        sv = gather_tokens(values, token[:, :, None]).squeeze(2).unflatten(2, (chunks, -1))
+        # Keys: the chunk itself, then the one before it, cyclically (chunk 0 looks back at the last chunk).
+        sk = torch.cat([sq, sq.roll(1, dims=2)], dim=3)  # [B, H, C, 2m, Dh]
+        sv = torch.cat([sv, sv.roll(1, dims=2)], dim=3)
+        scores = sq @ sk.transpose(-1, -2) * dh**0.5
+        log_norm = scores.logsumexp(dim=-1, keepdim=True)
+        y = (torch.exp(scores - log_norm) @ sv).flatten(2, 3)  # [B, H, R * Lp, Dh] in sorted order
+        # Back to (round, token) order, then weigh the rounds by their share of the softmax mass.
+        rank = order.argsort(dim=-1)
+        y = y.gather(2, rank[..., None].expand_as(y)).unflatten(2, (rounds, n))  # [B, H, R, Lp, Dh]
+        weight = torch.softmax(log_norm.flatten(2).gather(2, rank).unflatten(2, (rounds, n)), dim=2)
+        return (weight[..., None] * y).sum(dim=2)
+
+    def finish(self, y: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """[B, H, Lp, Dh] -> [B, length, H * Dh] by a plain reshape, as released (no head transpose, no projection)."""
+        b, h, n, dh = y.shape
+        return y.reshape(b, n, h * dh)[:, :length]

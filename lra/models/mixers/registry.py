@@ -27,6 +27,8 @@ def register(name: str, impl: str = "paper"):
         if not issubclass(cls, Mixer):
             raise TypeError(f"mixer {name!r} ({cls.__qualname__}) must subclass lra.models.mixers.Mixer")
         table[name] = cls
+        if impl == "release":
+            cls.released = True
         return cls
 
     return add

@@ -1,4 +1,5 @@
-"""Sparse Sinkhorn attention (Tay et al. 2020): block-local attention plus one learned, softly sorted block."""
+"""Sparse Sinkhorn attention (Tay et al. 2020): block-local attention plus one learned, softly sorted block; and
+`SinkhornRelease`, what the LRA release computed (strided groups plus one block that sums them all)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 
 from lra.errors import LRAError
 from lra.models.mixers.blocks import BlockMixerBase, joint_softmax, pad_dim, padded_length, real_tokens, to_blocks
+from lra.models.mixers.local import from_strided_groups, release_attend, release_chunk_mask, strided_groups
 from lra.models.mixers.registry import register
 
 
@@ -98,3 +100,71 @@ class SinkhornAttention(BlockMixerBase):
         )
         y = probs[0].to(v.dtype) @ vb + probs[1].to(v.dtype) @ sorted_v
         return self.finish(y.flatten(2, 3), length)
+
+
+# The release's SinkhornAttention default, which its transformer block never overrides.
+RELEASE_SORT_OUTPUTS = 25
+
+
+@register("sinkhorn", impl="release")
+class SinkhornRelease(SinkhornAttention):
+    """Sinkhorn attention as the LRA release computed it (models/sinkhorn_transformer/sinkhorn_attention.py):
+
+    - groups are strided as in `LocalRelease` (p and q share a group iff p % n == q % n, n = L / block_size),
+      with the same contiguous-chunk padding mask (`release_chunk_mask`);
+    - the sort net is one bias-free Linear(head_dim, 25) on each group's key sum, then a plain softmax (the
+      default sort_activation): no Sinkhorn rounds, so `sinkhorn_iters` and `temperature` are ignored;
+    - its einsum `bskhd,bnhl->bsnhd` sums the group index k and the permutation index l separately
+      (`sorted_blocks`), so every group's "sorted block" is the same: slot s holds the sum of the keys (values)
+      at positions s * n .. s * n + n - 1, times the permutation row's sum (1 up to rounding). The sort net
+      changes nothing but that rounding, and gets next to no gradient;
+    - a sorted slot (s, t) is allowed iff some chunk has both its s-th and t-th position real;
+    - own group and sorted block are two separate softmaxes (each with its own dropout), and their outputs add.
+
+    The release needs L to be a multiple of block_size (its reshape fails otherwise); here other lengths are
+    padded with zero tokens marked as padding. Real outputs depend on padded content: `uses_mask = False`.
+    """
+
+    uses_mask = False
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        block_size: int = 50,
+        sinkhorn_iters: int = 5,
+        temperature: float = 0.75,
+        **base,
+    ) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, block_size, sinkhorn_iters, temperature, **base)
+        self.sort_net = nn.Linear(self.head_dim, RELEASE_SORT_OUTPUTS, bias=False)
+
+    def permutation(self, kb: torch.Tensor) -> torch.Tensor:
+        """The release's "sorting" [B, H, n, min(n, 25)]: softmax of the sort net on each group's key sum.
+        kb: strided groups [B, H, n, bs, Dh]."""
+        logits = self.sort_net(kb.sum(dim=3))[..., : kb.shape[2]]
+        return torch.softmax(logits.float(), dim=-1)
+
+    @staticmethod
+    def sorted_blocks(blocks: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        """The release's einsum `bskhd,bnhl->bsnhd` in this layout: group index k and permutation index l are
+        summed separately, so out[n, s] = sum_k blocks[k, s] * sum_l perm[n, l] for every group n.
+        blocks [B, H, n, bs, Dh], perm [B, H, n, m] -> [B, H, n, bs, Dh]."""
+        return torch.einsum("bhksd,bhnl->bhnsd", blocks, perm.to(blocks.dtype))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        size = self.block_size
+        padded = padded_length(length, size)
+        n_groups = padded // size
+        q, k, v = (strided_groups(pad_dim(t, padded, dim=2), n_groups, dim=2) for t in self.heads(x))  # [B,H,n,bs,Dh]
+        perm = self.permutation(k)
+        sorted_k, sorted_v = self.sorted_blocks(k, perm), self.sorted_blocks(v, perm)
+        allowed = release_chunk_mask(pad_dim(mask, padded, dim=1, value=False), size)  # [B, n, bs, bs]
+        # The release's sorted mask, einsum bksj,bnhl->bnsj: a count over chunks times ~n_heads, tested > 0.
+        sorted_allowed = allowed.any(dim=1, keepdim=True)  # [B, 1, bs, bs]
+        y = release_attend(q, k, v, allowed[:, None], self.dropout, self.training)
+        y = y + release_attend(q, sorted_k, sorted_v, sorted_allowed[:, None], self.dropout, self.training)
+        return self.finish(from_strided_groups(y, dim=2), length)

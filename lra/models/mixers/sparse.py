@@ -1,4 +1,5 @@
-"""Sparse Transformer attention patterns (Child et al. 2019), merged into one head as in the LRA release."""
+"""Sparse Transformer attention patterns (Child et al. 2019), merged into one head as in the LRA release; the
+release's own sets (`SparseRelease`, impl=release) differ from the paper's."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ class SparseAttention(BlockMixerBase):
                  "summary" positions of every block), c = `summary`;
     - "strided": A(1) = {j : |i - j| < l} (local band), A(2) = {j : (i - j) mod l = 0} (every l-th position).
 
-    `causal` keeps only j <= i, as the paper defines the sets and as the released LRA code ran them (fixed, l=128,
-    c=32, merged into one head). `global_first` makes position 0 (the CLS token) attend to and be attended by every
-    position, with the pattern laid over positions 1.., as the LRA code does when pooling reads CLS.
+    `causal` keeps only j <= i, as the paper defines the sets and as the released LRA code ran them (merged into
+    one head; the release's own sets differ, see `SparseRelease`). `global_first` makes position 0 (the CLS token)
+    attend to and be attended by every position, with the pattern laid over positions 1.., as the LRA code does when
+    pooling reads CLS.
     Computed block-wise: memory O(L * (l + L c / l)) for "fixed", O(L * (3 l + L / l)) for "strided".
     A stride longer than the sequence makes both patterns exact attention (bar causality).
     """
@@ -102,17 +104,22 @@ class SparseAttention(BlockMixerBase):
         own_valid = real_b[:, None, :, None, :]
         if self.causal:
             own_valid = own_valid & (pos_b[:, None, :] <= pos_b[:, :, None])
-        # Summary keys of all blocks, shared by every query block: [B, H, nb * c, Dh].
-        ks = kb[:, :, :, stride - c :].flatten(2, 3)
-        vs = vb[:, :, :, stride - c :].flatten(2, 3)
-        key_block = torch.arange(n_blocks, device=kb.device).repeat_interleave(c)
+        cols = self._summary_columns(stride, c, kb.device)
+        # Summary keys of all blocks, shared by every query block: [B, H, nb * s, Dh] (s summary positions a block).
+        ks = kb[:, :, :, cols].flatten(2, 3)
+        vs = vb[:, :, :, cols].flatten(2, 3)
+        key_block = torch.arange(n_blocks, device=kb.device).repeat_interleave(ks.shape[2] // n_blocks)
         query_block = torch.arange(n_blocks, device=kb.device)[:, None]
         # Own-block summary keys are already in A(1); causal keeps earlier blocks only.
-        other = key_block < query_block if self.causal else key_block != query_block  # [nb, nb * c]
-        sum_valid = real_b[:, :, stride - c :].flatten(1, 2)[:, None, None, None, :] & other[None, None, :, None, :]
+        other = key_block < query_block if self.causal else key_block != query_block  # [nb, nb * s]
+        sum_valid = real_b[:, :, cols].flatten(1, 2)[:, None, None, None, :] & other[None, None, :, None, :]
         scores = [qb @ kb.transpose(-1, -2), shared_scores(qb, ks)]
         values = [lambda p: p @ vb, lambda p: shared_values(p, vs)]
         return scores, [own_valid, sum_valid], values
+
+    def _summary_columns(self, stride: int, c: int, device: torch.device) -> slice | torch.Tensor:
+        """Offsets within a block of the "fixed" pattern's summary positions A(2): the last c."""
+        return slice(stride - c, stride)
 
     def _strided(
         self, qb: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, real_b: torch.Tensor, pos_b: torch.Tensor
@@ -134,3 +141,48 @@ class SparseAttention(BlockMixerBase):
         scores = [qb @ kn.transpose(-1, -2), torch.einsum("bhnrd,bhmrd->bhnrm", qb, kb)]
         values = [lambda p: p @ vn, lambda p: torch.einsum("bhnrm,bhmrd->bhnrd", p, vb)]
         return scores, [band_valid, col_valid], values
+
+
+@register("sparse", impl="release")
+class SparseRelease(SparseAttention):
+    """The Sparse Transformer as the LRA release ran it (`utils/train_utils.py` forces the patterns for every task,
+    `models/sparse_transformer/sparse_attention.py` builds them): the union of Fixed1Pattern(block_size=50) and
+    Fixed2Pattern(block_size=50, c=10), causal, one merged mask for all heads. Position i attends to j <= i with
+    floor(j/50) = floor(i/50) (own block) or j mod 50 in {0, 40, ..., 49}: Fixed2 keeps the *first* position of
+    every block as well as the last c = 10 (the paper's summary set is the last c only).
+
+    `pattern`, `stride`, `summary` and `causal` are ignored: the release hard-wired fixed, 50, 10 and causal.
+    `global_first` is used: the release's `use_cls_token`, set when `classifier_pool` is CLS (position 0 attends to
+    and is attended by all, the pattern laid over positions 1..); on Retrieval it is set although the dual encoder
+    prepends no CLS, so the first byte is the global position; Pathfinder pools MEAN, so it is off there.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        pattern: str = "fixed",
+        stride: int = 128,
+        summary: int = 32,
+        causal: bool = True,
+        global_first: bool = True,
+        **base,
+    ) -> None:
+        super().__init__(
+            d_model,
+            n_heads,
+            max_len,
+            dropout,
+            pattern="fixed",
+            stride=50,
+            summary=10,
+            causal=True,
+            global_first=global_first,
+            **base,
+        )
+
+    def _summary_columns(self, stride: int, c: int, device: torch.device) -> slice | torch.Tensor:
+        """Fixed2's positions: the first of the block and the last c (one set when a short block has both)."""
+        return torch.tensor(sorted({0, *range(stride - c, stride)}), device=device)

@@ -1,4 +1,5 @@
-"""Synthesizer (Tay et al. 2021): attention weights synthesized without query-key dot products."""
+"""Synthesizer (Tay et al. 2021): attention weights synthesized without query-key dot products;
+`SynthesizerRelease`: the LRA release's (a learned random matrix added to dot-product logits)."""
 
 from __future__ import annotations
 
@@ -73,4 +74,58 @@ class Synthesizer(HeadedMixer):
         (v,) = self.heads(x)
         logits = self.logits(x).float().masked_fill(~key_padding_mask(mask), float("-inf"))
         weights = self.attn_drop(logits.softmax(dim=-1).to(v.dtype))
+        return self.finish(weights @ v)
+
+
+# The release's attention bias where the padding mask is 0: added to the logits, not filled in, so a padded query's
+# row (every entry masked) is uniform over all keys in float32 (|logit| << ulp(1e10) = 1024).
+RELEASE_MASKED = -1e10
+
+
+@register("synthesizer", impl="release")
+class SynthesizerRelease(HeadedMixer):
+    """The Synthesizer as the LRA release computed it on every task (models/synthesizer/: the encoder default
+    `synthesizer_mode='random'` with `ignore_dot_product=False`; the image configs set 'random' too, and the Text
+    config's factorized / k / ignore_dot_product keys are top-level, so they never reached the model):
+
+        softmax(Q K^T / sqrt(d) + R[:, :L, :L] + bias) V, per head,
+
+    a dense Random Synthesizer *added to* dot-product attention, with its own q, k, v projections. R [H, max_len,
+    max_len] is a trained parameter, xavier-uniform over its (H, max_len, max_len) shape as Flax computes fans
+    (fan_in = fan_out = H * max_len): U(+-sqrt(3 / (H * max_len))), nearly zero, so training starts as plain
+    attention. `bias` is -1e10 where the query or the key is padding (`RELEASE_MASKED`): real outputs never see
+    pads, and a padded query averages all values uniformly. `variant`, `rank` and `learned` are ignored: every
+    released run used this mode. `dropout` drops attention weights in training.
+    """
+
+    roles = "qkv"
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        max_len: int,
+        dropout: float,
+        variant: str = "dense",
+        rank: int = 8,
+        learned: bool = True,
+        **base,
+    ) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **base)
+        self.attn_drop = nn.Dropout(dropout)
+        bound = (3.0 / (n_heads * max_len)) ** 0.5
+        self.random = nn.Parameter(torch.empty(n_heads, max_len, max_len).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        if n > self.max_len:
+            raise LRAError(f"synthesizer got {n} tokens but was built for max_len={self.max_len}; raise task.max_len")
+        q, k, v = self.heads(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = (q.float() * self.head_dim**-0.5) @ k.float().transpose(-1, -2)  # [B, H, L, L]
+            logits = logits + self.random[:, :n, :n].float()
+            allowed = mask[:, None, :, None] & mask[:, None, None, :]
+            logits = logits + torch.where(allowed, 0.0, RELEASE_MASKED)
+            weights = logits.softmax(dim=-1)
+        weights = self.attn_drop(weights.to(v.dtype))
         return self.finish(weights @ v)
