@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from data_prep.pathfinder_draw import DIFFICULTIES, SIZES, Params, Sample, make_sample, params_for
+from data_prep.pathfinder_draw import Sample, make_sample
+from data_prep.pathfinder_params import DIFFICULTIES, SIZES, Params, params_for
 from lra.errors import LRAError
 from lra.parallel import parallel_map
 

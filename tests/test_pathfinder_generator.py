@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from data_prep import pathfinder
-from data_prep.pathfinder_draw import DIFFICULTIES, Geometry, Sample, make_sample, params_for
+from data_prep.pathfinder_draw import Geometry, Sample, make_sample
+from data_prep.pathfinder_params import DIFFICULTIES, params_for
 from lra.errors import LRAError
 
 

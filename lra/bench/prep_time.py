@@ -29,7 +29,7 @@ from lra.data.retrieval import RetrievalDataModule
 from lra.data.text import TextDataModule
 from tests.task_fixtures import AAN_FILES, CIFAR_README, IMDB_README, cifar_images, png_bytes, words
 
-# Real sizes (REFERENCE.md): rows per task, all splits together.
+# Real sizes (docs/reference.md#tasks-files-and-tokens): rows per task, all splits together.
 REAL_ROWS = {"listops": 100_000, "text": 50_000, "retrieval": 182_613, "image": 60_000, "pathfinder": 199_999}
 
 
