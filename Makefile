@@ -39,7 +39,7 @@ leaderboard: install
 # Training steps/s and peak memory vs sequence length per model (lra.bench) into a new BENCH_OUT under benchmarks/runs/;
 # BENCH_ARGS to choose, e.g. BENCH_ARGS="--models fnet,fnet_hybrid --task retrieval --device cuda" (an --out in it wins).
 BENCH_OUT ?= benchmarks/runs/$(shell date +%Y-%m-%d_%H-%M-%S)
-BENCH_ARGS ?= --models fnet,transformer --lengths 512,1024,2048,4096 --task text
+BENCH_ARGS ?= --models fnet,transformer,transformer-attn0 --lengths 512,1024,2048,4096 --task text
 bench: install
 	$(BIN)/python -m lra.bench --out $(BENCH_OUT) $(BENCH_ARGS)
 

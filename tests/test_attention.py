@@ -22,3 +22,50 @@ def test_all_padding_row_is_finite():
     mixer = build_mixer("attention", d_model=16, n_heads=2, max_len=8, dropout=0.0)
     y = mixer(torch.randn(2, 8, 16), torch.zeros(2, 8, dtype=torch.bool))
     assert torch.isfinite(y).all()
+
+
+def weights_through_identity_values(p: float, seed: int = 0):
+    """With v = identity (one value per key position), attention returns its (dropped-out) weights themselves."""
+    from lra.models.mixers.attention import blocked_dropout_attention, key_padding_mask
+
+    g = torch.Generator().manual_seed(seed)
+    L = 600  # more than two query blocks
+    q, k = torch.randn(1, 1, L, 8, generator=g), torch.randn(1, 1, L, 8, generator=g)
+    v = torch.eye(L)[None, None]
+    mask = torch.ones(1, L, dtype=torch.bool)
+    mask[0, 500:] = False
+    attn_mask = key_padding_mask(mask)
+    exact = torch.softmax((q @ k.transpose(-1, -2) / 8**0.5).masked_fill(~attn_mask, float("-inf")), dim=-1)
+    torch.manual_seed(seed)
+    return blocked_dropout_attention(q, k, v, attn_mask, p), exact
+
+
+def test_cpu_blocked_dropout_path_is_exact_attention_without_dropout():
+    dropped, exact = weights_through_identity_values(0.0)
+    torch.testing.assert_close(dropped, exact)
+
+
+def test_cpu_blocked_dropout_drops_each_weight_independently_and_rescales():
+    p = 0.3
+    dropped, exact = weights_through_identity_values(p)
+    kept = dropped != 0
+    torch.testing.assert_close(dropped[kept], exact[kept] / (1 - p))  # survivors are rescaled by 1 / (1 - p)
+    real = exact > 0
+    assert abs((~kept[real]).float().mean().item() - p) < 0.01  # each weight dropped with probability p
+    assert not kept[~real].any()  # padded keys stay at zero weight
+
+
+def test_training_on_cpu_with_attention_dropout_takes_the_blocked_path(monkeypatch):
+    import lra.models.mixers.attention as attention
+
+    calls = []
+    original = attention.blocked_dropout_attention
+    monkeypatch.setattr(attention, "blocked_dropout_attention", lambda *a: calls.append(1) or original(*a))
+    mixer = build_mixer("attention", d_model=16, n_heads=2, max_len=8, dropout=0.1)
+    x, mask = torch.randn(2, 8, 16), torch.ones(2, 8, dtype=torch.bool)
+    mixer.train()(x, mask)
+    assert calls == [1]
+    mixer.eval()(x, mask)  # eval: SDPA's fused kernel, no dropout
+    assert calls == [1]
+    assert attention.kernel_for(torch.device("cpu"), 0.1, True) == "cpu_blocked_dropout"
+    assert attention.kernel_for(torch.device("cuda"), 0.1, True) == "sdpa"

@@ -90,3 +90,16 @@ def test_fnet_hybrid_benchmark_writes_json(tmp_path, capsys):
     assert rows["fnet_hybrid-nomix"]["steps_per_s"] > 0
     assert rows["fnet_hybrid-nomix"]["n_params"] < rows["fnet_hybrid"]["n_params"]  # attention weights removed
     assert "fnet_hybrid-nomix" in capsys.readouterr().out
+
+
+def test_transformer_is_reported_with_attention_dropout_as_configured_and_zero(tmp_path):
+    argv = ["--models", "transformer,transformer-attn0,fnet", "--lengths", "32", "--batch", "2", "--repeats", "1",
+            "--out", str(tmp_path), "--no-isolate", "--threads", "1"]
+    assert speed.main(argv) == 0
+    rows = {r["model"]: r for r in json.loads((tmp_path / "bench.json").read_text())["results"]}
+    assert rows["transformer"]["attn_dropout"] == 0.1  # the text recipe's
+    assert rows["transformer"]["attention_kernel"] == "cpu_blocked_dropout"
+    assert rows["transformer-attn0"]["attn_dropout"] == 0.0
+    assert rows["transformer-attn0"]["attention_kernel"] == "sdpa"
+    assert rows["fnet"]["attention_kernel"] is None
+    assert rows["transformer"]["n_params"] == rows["transformer-attn0"]["n_params"]

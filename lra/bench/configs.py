@@ -22,6 +22,14 @@ from lra.run.config import compose_train
 from lra.run.validate import check_config
 
 NOMIX = "-nomix"
+# `<model>-attn0`: the model with attention dropout 0, beside the same model as configured (on CPU, attention
+# dropout changes which kernel runs: lra.models.mixers.attention.kernel_for).
+ATTN0 = "-attn0"
+
+
+def base_name(name: str) -> str:
+    """The conf/model name behind a benchmark model name."""
+    return name.removesuffix(NOMIX).removesuffix(ATTN0)
 
 
 @functools.cache
@@ -56,8 +64,10 @@ class ZeroMixer(Mixer):
 def build(name: str, task: str, length: int) -> tuple[nn.Module, DictConfig]:
     """The model `name` (`<model>` or `<model>-nomix`) as `train.py` builds it for `task` at `length`, and the task
     config."""
-    cfg = train_config(task, name.removesuffix(NOMIX))
+    cfg = train_config(task, base_name(name))
     cfg.task.max_len = length
+    if name.endswith(ATTN0):
+        cfg.model.attn_dropout = 0.0
     check_config(cfg)
     model = build_model(cfg.model, cfg.task)
     if name.endswith(NOMIX):

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 
 from lra.atomic import atomic_file
 from lra.bench.cli import add_device_options, add_timing_options, check_device, fill_timing_defaults, int_list, run
-from lra.bench.configs import NOMIX, build, random_batch, train_config
+from lra.bench.configs import base_name, build, random_batch, train_config
 from lra.bench.memory import PeakMemory, default_mem_limit_gb
 from lra.bench.record import environment, number, write_json
 from lra.bench.timing import autocast, is_oom, time_calls
 from lra.models import count_parameters
+from lra.models.mixers.attention import Attention, kernel_for
 from lra.run.config import CONF_DIR, choices
 from lra.run.validate import check_config
 
@@ -46,6 +47,7 @@ def bench_model(spec: dict) -> dict:
         model, task = build(spec["model"], spec["task"], spec["length"])
         model = state["model"] = model.to(device).train()
         record["n_params"] = count_parameters(model)
+        record.update(attention_kernels(model, device))
         batch = random_batch(task, spec["batch"], spec["length"], device)
         optimizer = state["optimizer"] = torch.optim.AdamW(
             model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.1
@@ -78,6 +80,15 @@ def bench_model(spec: dict) -> dict:
         peak_memory_mb=meter.peak_mb(),
     )
     return record
+
+
+def attention_kernels(model: torch.nn.Module, device: torch.device) -> dict:
+    """The attention dropout of the model's exact-attention layers and the kernel their training step runs."""
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    if not layers:
+        return {"attn_dropout": None, "attention_kernel": None}
+    dropout = layers[0].dropout
+    return {"attn_dropout": dropout, "attention_kernel": kernel_for(device, dropout, training=True)}
 
 
 def run_isolated(spec: dict, timeout: float | None) -> dict:
@@ -156,7 +167,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
 def bench_models(args: argparse.Namespace, device: torch.device) -> dict:
     models = [m for m in args.models.split(",") if m]
     for name in models:  # fail on a bad name or config before the first measurement, not after an hour
-        check_config(train_config(args.task, name.removesuffix(NOMIX)))
+        check_config(train_config(args.task, base_name(name)))
     isolate = args.isolate if args.isolate is not None else device.type == "cpu"
     settings = {
         "task": args.task, "batch": args.batch, "precision": args.precision, "warmup": args.warmup,
@@ -180,7 +191,9 @@ def bench_models(args: argparse.Namespace, device: torch.device) -> dict:
             records.append(record)
             print(
                 f"  {name} L={length}: {number(record['steps_per_s'])} steps/s, "
-                f"{number(record['peak_memory_mb'], 0)} MB", flush=True,
+                f"{number(record['peak_memory_mb'], 0)} MB"
+                + (f", attention kernel {record['attention_kernel']}" if record.get("attention_kernel") else ""),
+                flush=True,
             )
     payload = {
         "kind": "models", **environment(device), **settings, "memory_method": meter.method(isolate),
@@ -203,7 +216,11 @@ def bench_models(args: argparse.Namespace, device: torch.device) -> dict:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lra.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="fnet,transformer", help="comma-separated conf/model names (or <name>-nomix)")
+    p.add_argument(
+        "--models", default="fnet,transformer,transformer-attn0",
+        help="comma-separated conf/model names, or <name>-nomix (mixer replaced by zeros), <name>-attn0 (attention "
+        "dropout 0)",
+    )
     p.add_argument("--lengths", type=int_list, default=list(LENGTHS), help="comma-separated sequence lengths")
     p.add_argument("--task", default="text", help="conf/task name: " + ", ".join(choices(CONF_DIR, "task")))
     add_device_options(p)

@@ -8,6 +8,32 @@ import torch.nn.functional as F
 from lra.models.mixers.base import HeadedMixer, attend_all_if_empty
 from lra.models.mixers.registry import register
 
+# Queries per block of the CPU dropout path: small enough to keep each block's [B, H, Q, L] weights in cache.
+CPU_DROPOUT_BLOCK = 256
+
+
+def kernel_for(device: torch.device, dropout: float, training: bool) -> str:
+    """Which attention computation runs: SDPA's fused kernels, except for attention dropout on CPU, where SDPA
+    falls back to its unfused math kernel and the blocked path below is faster (README "Speed and memory")."""
+    return "cpu_blocked_dropout" if training and dropout > 0 and device.type == "cpu" else "sdpa"
+
+
+def blocked_dropout_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout: float
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) with dropout on the weights, times v, one block of queries at a time: the same
+    computation and dropout distribution as SDPA's math kernel, without its full [B, H, L, L] temporaries.
+    q [B, H, L, Dh], k, v [B, H, M, Dh], attn_mask broadcastable to [B, H, L, M] (True = attend)."""
+    scale = q.shape[-1] ** -0.5
+    blocks = []
+    for start in range(0, q.shape[2], CPU_DROPOUT_BLOCK):
+        scores = (q[:, :, start : start + CPU_DROPOUT_BLOCK] @ k.transpose(-1, -2)) * scale
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        weights = F.dropout(torch.softmax(scores, dim=-1), dropout, training=True)
+        blocks.append(weights @ v)
+    return torch.cat(blocks, dim=2)
+
 
 def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
     """Boolean [B, 1, 1, L] mask for SDPA (see `attend_all_if_empty`: no row is NaN)."""
@@ -28,9 +54,12 @@ class Attention(HeadedMixer):
         """Queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None) -> [B, L, D]."""
         q, k, v = self.heads(x) if context is x else self.cross_heads(x, context)
         attn_mask = None if context_mask is None else key_padding_mask(context_mask)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if kernel_for(x.device, self.dropout, self.training) == "cpu_blocked_dropout":
+            y = blocked_dropout_attention(q, k, v, attn_mask, self.dropout)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.finish(y)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
