@@ -94,7 +94,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
         **OmegaConf.to_container(cfg.optim, resolve=True),
     )
     ckpt_path = resume_path(cfg.ckpt_path, cfg.resume, checkpoints)
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), output_dir)
     best, periodic = checkpoint_callbacks(checkpoints, cfg.checkpoint_every)
     throughput = Throughput()
     guard = NonFiniteGuard(cfg.on_nonfinite, checkpoints)
