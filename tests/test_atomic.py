@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from lra.atomic import atomic_directory, atomic_file, write_text
+import lra.atomic
+from lra.atomic import atomic_directory, atomic_file, create_text, write_text
 from tests.helpers import ROOT
 
 PARTS = 5
@@ -90,6 +92,32 @@ def test_directory_written_by_another_first_is_kept(tmp_path):
         (target / "theirs").touch()  # another process finished first
     assert [p.name for p in target.iterdir()] == ["theirs"]
     assert [p.name for p in tmp_path.iterdir()] == ["train"]
+
+
+def test_contents_reach_the_disk_before_the_name(tmp_path, monkeypatch):
+    """fsync every file, then rename, then fsync the parent: after a machine crash the name never shows unwritten
+    contents (a cache marked complete whose arrays are empty)."""
+    events = []
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+    monkeypatch.setattr(lra.atomic.os, "fsync",
+                        lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd)))
+    monkeypatch.setattr(lra.atomic.os, "rename", lambda a, b: (events.append(("rename", str(b))), real_rename(a, b)))
+    monkeypatch.setattr(lra.atomic.os, "replace", lambda a, b: (events.append(("rename", str(b))), real_replace(a, b)))
+    with atomic_directory(tmp_path / "train") as tmp:
+        (tmp / "input_ids.npy").write_bytes(b"x")
+    write_text(tmp_path / "results.json", "{}")
+    directory = [(kind, Path(name).name.split(".tmp-")[0]) for kind, name in events[:4]]
+    assert directory == [("fsync", "input_ids.npy"), ("fsync", ".train"), ("rename", "train"), ("fsync", tmp_path.name)]
+    file = [(kind, Path(name).name.split(".tmp-")[0]) for kind, name in events[4:]]
+    assert file == [("fsync", ".results.json"), ("rename", "results.json"), ("fsync", tmp_path.name)]
+
+
+def test_create_text_keeps_the_first_writers_file(tmp_path):
+    target = tmp_path / "wandb_id"
+    assert create_text(target, "first") == "first"
+    assert create_text(target, "second") == "first"
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["wandb_id"]
 
 
 @pytest.mark.parametrize("kind", ["directory", "file"])

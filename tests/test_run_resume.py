@@ -16,6 +16,7 @@ import torch
 from lra.errors import LRAError
 from lra.run.checkpoints import AtomicCheckpointIO, newest_checkpoint
 from lra.run.config import compose_train
+from lra.run.loggers import build_loggers
 from lra.run.train import run
 from tests.helpers import ROOT, tiny_run_overrides
 from tests.task_fixtures import write_listops
@@ -30,8 +31,8 @@ def long_run_args(data_dir: Path, out: Path) -> list[str]:
     ]
 
 
-def start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+def start(args: list[str], wandb: str = "disabled") -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": wandb, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "train.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
@@ -99,6 +100,36 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(uninterrupted, tmp_pa
         f"resume with the same command plus hydra.run.dir={out} resume=auto"
     )
     assert "Traceback" not in err
+
+
+def test_sigkill_then_resume_continues_one_wandb_run(listops_data, tmp_path):
+    """A requeued or resumed run logs to the W&B run it started (offline: every start's folder has the stored id)."""
+    out = tmp_path / "run"
+    args = [*tiny_run_overrides(listops_data, out, steps=400), "logger=wandb", "checkpoint_every=5", "task.max_len=32",
+            f"hydra.run.dir={out}"]
+    proc = start(args, wandb="offline")
+    wait_for_checkpoint(proc, out / "checkpoints")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = start([*args, "trainer.max_steps=20", "resume=auto"], wandb="offline")
+    stdout, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "resuming from" in stdout
+    starts = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(starts) == 2, starts
+    ids = {folder.name.rsplit("-", 1)[1] for folder in starts}
+    assert len(ids) == 1, f"one W&B run id for the whole run, not {ids}"
+    assert ids == {(out / "wandb_id").read_text().strip()}
+
+
+def test_each_run_directory_keeps_its_own_wandb_id(tmp_path):
+    cfg = compose_train(["logger=wandb", f"output_dir={tmp_path}"]).logger
+    first, again, other = (build_loggers(cfg, tmp_path / name)[0] for name in ("a", "a", "b"))
+    assert first._wandb_init["resume"] == "allow"
+    assert first.version == again.version == (tmp_path / "a" / "wandb_id").read_text().strip()
+    assert other.version != first.version and len(other.version) == 8
+    named = compose_train(["logger=wandb", f"output_dir={tmp_path}", "+logger.wandb.id=mine"]).logger
+    assert build_loggers(named, tmp_path / "c")[0].version == "mine"  # an id in the config wins
 
 
 # --- checkpoints on disk --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,13 @@ from torch.utils.data import DataLoader, Dataset
 from lra.atomic import atomic_directory
 from lra.data.sampling import EpochShuffle
 from lra.errors import LRAError
+from lra.lock import exclusive
 
 SPLITS = ("train", "val", "test")
 # Bump when the cache layout or a tokenizer changes, so stale caches are not reused.
 CACHE_VERSION = 1
+# In each cache folder: the lock that lets one job at a time build it (lra.lock).
+LOCK = ".lock"
 
 
 def pad_to_length(sequences: Sequence[np.ndarray], max_len: int, dtype: np.dtype, pad_id: int = 0) -> np.ndarray:
@@ -133,18 +137,29 @@ class LRADataModule(pl.LightningDataModule):
         return self.cache_root / f"{self.name}-{self.cache_key()}"
 
     def prepare_data(self) -> None:
+        """Build the missing splits of the cache. Jobs that share it take turns (lra.lock): the first builds, the
+        others wait and find it built; each split is renamed into place whole, so no job reads a partial one."""
         self.check_source()
         root = self.cache_dir()
-        for split in SPLITS:
-            if (root / split / "complete").exists():
-                continue
+        if self.cached(root):
+            return  # no lock: a complete cache may be read-only
+        with ExitStack() as held:
             try:
                 root.mkdir(parents=True, exist_ok=True)
+                held.enter_context(exclusive(root / LOCK, f"waiting for another job to build the token cache {root}"))
             except OSError as err:
                 raise LRAError(f"cannot write the token cache at {root}: {err.strerror}; set task.cache_dir") from err
-            with atomic_directory(root / split) as tmp:
-                self.write_split(split, tmp)
-                (tmp / "complete").touch()
+            for split in SPLITS:
+                if (root / split / "complete").exists():
+                    continue  # built by the job that held the lock before us
+                with atomic_directory(root / split) as tmp:
+                    self.write_split(split, tmp)
+                    (tmp / "complete").touch()
+                if not (root / split / "complete").exists():
+                    raise LRAError(f"{root / split} is an incomplete token cache (no 'complete' file); delete it")
+
+    def cached(self, root: Path) -> bool:
+        return all((root / split / "complete").exists() for split in SPLITS)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -1,14 +1,25 @@
-"""Experiment loggers: W&B offline unless the user is logged in, plus whatever `logger=` selects."""
+"""Experiment loggers: W&B offline unless the user is logged in, plus whatever `logger=` selects.
+
+A run keeps one W&B run for its whole life: its id is stored in the run directory (`wandb_id`) at the first start
+and resumed from there by every later start of that directory (`resume=auto`, a SLURM requeue), so the curves are
+not split and the project does not count the run twice; a new run directory draws a new id.
+"""
 
 from __future__ import annotations
 
 import netrc
 import os
+import secrets
+import string
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
+
+from lra.atomic import create_text
+
+WANDB_ID = "wandb_id"  # in the run directory: the id of its W&B run
 
 
 def wandb_logged_in() -> bool:
@@ -27,13 +38,32 @@ def set_wandb_mode() -> str:
     return os.environ["WANDB_MODE"]
 
 
-def build_loggers(cfg: DictConfig | None) -> list[Logger]:
-    """Instantiate every logger under `cfg.logger` (a dict of `_target_` configs, lightning-hydra-template style)."""
+def build_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
+    """Instantiate every logger under `cfg.logger` (a dict of `_target_` configs, lightning-hydra-template style);
+    a W&B logger resumes the run directory's W&B run unless its config names an `id`."""
     if not cfg:
         return []
-    if any("Wandb" in str(c.get("_target_", "")) for c in cfg.values() if c):
-        set_wandb_mode()
-    return [hydra.utils.instantiate(c) for c in cfg.values() if c and "_target_" in c]
+    loggers = []
+    for c in cfg.values():
+        if not c or "_target_" not in c:
+            continue
+        if "Wandb" in str(c["_target_"]):
+            set_wandb_mode()
+            loggers.append(hydra.utils.instantiate(c, id=c.get("id") or wandb_id(run_dir), resume="allow"))
+        else:
+            loggers.append(hydra.utils.instantiate(c))
+    return loggers
+
+
+def wandb_id(run_dir: Path) -> str:
+    """The run directory's W&B run id, drawn and stored at its first start (the first of several processes wins:
+    every DDP rank agrees on it)."""
+    stored = run_dir / WANDB_ID
+    if stored.is_file():
+        return stored.read_text(encoding="utf-8").strip()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    alphabet = string.ascii_lowercase + string.digits  # W&B's own id alphabet and length
+    return create_text(stored, "".join(secrets.choice(alphabet) for _ in range(8)) + "\n").strip()
 
 
 def wandb_run_dir(loggers: list[Logger]) -> Path | None:

@@ -84,6 +84,8 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
     checkpoints = output_dir / "checkpoints"
     model = build_model(cfg.model, cfg.task)  # first: a bad model option stops before any data is read
     datamodule = build_datamodule(cfg.task, cfg.seed)
+    # Every process calls it (every DDP rank, every job of an array): under the cache's lock one builds what is
+    # missing and the others wait, then read the published cache (lra.data.base.LRADataModule.prepare_data).
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_dataset_size(datamodule, cfg.task.batch_size)
@@ -92,7 +94,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
         **OmegaConf.to_container(cfg.optim, resolve=True),
     )
     ckpt_path = resume_path(cfg.ckpt_path, cfg.resume, checkpoints)
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), output_dir)
     best, periodic = checkpoint_callbacks(checkpoints, cfg.checkpoint_every)
     throughput = Throughput()
     guard = NonFiniteGuard(cfg.on_nonfinite, checkpoints)
