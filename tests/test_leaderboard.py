@@ -136,6 +136,31 @@ def test_five_task_average_and_path_x_apart(tmp_path):
     assert_png(out / "leaderboard.png")
 
 
+def test_stuck_runs_and_restarts_are_counted_and_shown(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_result(runs, "a", seed=0, stuck_at_chance=True, restarts=2)
+    write_result(runs, "b", seed=1, stuck_at_chance=False, restarts=1)
+    write_result(runs, "c", seed=2)  # written before the check existed: neither stuck nor restarted
+    write_result(runs, "other", model="transformer", stuck_at_chance=False, restarts=0)
+    write_result(runs, "bad", seed=3, stuck_at_chance="yes")
+    out = tmp_path / "board"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    assert "stuck_at_chance is 'yes', not true or false" in capsys.readouterr().err
+    table = read_csv(out / "leaderboard.csv")
+    fnet, transformer = table[("listops", "fnet", "aaaa")], table[("listops", "transformer", "aaaa")]
+    assert (fnet["n_stuck"], fnet["n_restarts"], fnet["n_runs"]) == ("1", "3", "3")
+    assert (transformer["n_stuck"], transformer["n_restarts"]) == ("0", "0")
+    markdown = (out / "leaderboard.md").read_text()
+    summary, detail = markdown.split("## Summary")[1].split("## Runs by configuration")
+    fnet_row = next(line for line in summary.splitlines() if line.startswith("| **fnet**"))
+    assert "(3) §1 |" in fnet_row
+    assert "§" not in next(line for line in summary.splitlines() if line.startswith("| **transformer**"))
+    header = next(line for line in detail.splitlines() if line.startswith("| task "))
+    assert header.endswith("| stuck | restarts |")
+    fnet_detail = next(line for line in detail.splitlines() if line.startswith("| ListOps | fnet |"))
+    assert fnet_detail.endswith("| 1 | 3 |")
+
+
 def test_malformed_results_are_skipped_with_one_line_each(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_result(runs, "good")

@@ -38,6 +38,16 @@ class Entry:
     def seeds(self) -> list[int]:
         return sorted(run.seed for run in self.runs)
 
+    @property
+    def stuck(self) -> int:
+        """Runs that ended stuck at chance: counted in the means, since that is what the configuration gave."""
+        return sum(run.stuck_at_chance for run in self.runs)
+
+    @property
+    def restarts(self) -> int:
+        """Stuck attempts replaced by a new seed (on_chance=restart), over all runs: not in the means."""
+        return sum(run.restarts for run in self.runs)
+
     def published(self) -> PublishedAccuracy | None:
         return primary(self.model)
 

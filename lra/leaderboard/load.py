@@ -12,7 +12,9 @@ from lra.errors import LRAError
 from lra.run.loggers import wandb_logged_in
 
 REQUIRED = ("task", "model", "seed", "config_hash", "best_val_acc", "test_acc")
-OPTIONAL = ("test_acc_last", "steps_per_s", "peak_memory_mb", "n_params", "impl", "val_is_test")
+OPTIONAL = (
+    "test_acc_last", "steps_per_s", "peak_memory_mb", "n_params", "impl", "val_is_test", "stuck_at_chance", "restarts",
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Run:
     source: str
     impl: str = "paper"
     val_is_test: bool = False
+    stuck_at_chance: bool = False  # still at chance when training ended (lra.run.chance)
+    restarts: int = 0  # new seeds tried after stuck attempts (on_chance=restart)
 
     @property
     def headline(self) -> float:
@@ -69,6 +73,11 @@ def parse_run(data, source: str) -> Run:
             raise ValueError(f"{key} is {data[key]!r}, not a name")
     if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
         raise ValueError(f"seed is {data['seed']!r}, not an integer")
+    stuck, restarts = data.get("stuck_at_chance"), data.get("restarts")
+    if stuck is not None and not isinstance(stuck, bool):
+        raise ValueError(f"stuck_at_chance is {stuck!r}, not true or false")
+    if restarts is not None and (isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0):
+        raise ValueError(f"restarts is {restarts!r}, not a non-negative integer")
     return Run(
         task=data["task"],
         model=data["model"],
@@ -83,6 +92,8 @@ def parse_run(data, source: str) -> Run:
         source=source,
         impl=str(data.get("impl", "paper")),
         val_is_test=bool(data.get("val_is_test", False)),
+        stuck_at_chance=bool(stuck),
+        restarts=restarts or 0,
     )
 
 

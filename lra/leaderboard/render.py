@@ -15,7 +15,8 @@ HEADLINE = (
     "checkpoint's test accuracy instead (`test_acc_last`, what the LRA paper read everywhere). "
     "Δ = ours − published, in points. Avg (5) = mean over ListOps, Text, Retrieval, Image and Pathfinder, given "
     "all five; Path-X is separate. † = best of several configurations of that (task, model) by mean validation "
-    "accuracy (all are in the detail table)."
+    "accuracy (all are in the detail table). §k = k of the runs ended stuck at chance (`stuck_at_chance`); "
+    "restarts = stuck attempts a run replaced by the next seed (`on_chance=restart`)."
 )
 
 
@@ -30,6 +31,7 @@ def accuracy_text(entry: Entry) -> str:
     spread = f" ± {std:.2f}" if std is not None else ""
     mark = " †" if entry.n_configs > 1 else ""
     mark += " ‡" if any(run.val_is_test for run in entry.runs) else ""
+    mark += f" §{entry.stuck}" if entry.stuck else ""
     return f"{mean:.2f}{spread} ({len(entry.runs)}){mark}"
 
 
@@ -90,11 +92,11 @@ def detail_table(entries: list[Entry]) -> list[str]:
             len(e.runs), ",".join(map(str, e.seeds)), accuracy_text(e).rsplit(" (", 1)[0],
             fmt(e.percent("best_val_acc")[0]), fmt(e.percent("test_acc_last")[0]), pub_text or "–",
             fmt(e.difference(), sign=True), fmt(e.average("steps_per_s")), fmt(e.average("peak_memory_mb"), 0),
-            fmt(e.average("n_params"), 0),
+            fmt(e.average("n_params"), 0), e.stuck, e.restarts,
         ])
     header = [
         "task", "model", "config", "n", "seeds", "test acc %", "best val %", "test acc (last ckpt) %",
-        "published %", "Δ", "steps/s", "peak memory MB", "params",
+        "published %", "Δ", "steps/s", "peak memory MB", "params", "stuck", "restarts",
     ]
     return table(header, rows)
 
@@ -141,7 +143,7 @@ CSV_COLUMNS = (
     "task", "model", "config_hash", "selected", "n_configs", "n_runs", "seeds",
     "test_acc_pct_mean", "test_acc_pct_std", "best_val_acc_pct_mean", "best_val_acc_pct_std",
     "test_acc_last_pct_mean", "published_pct", "published_source", "diff_pct",
-    "steps_per_s_mean", "peak_memory_mb_mean", "n_params",
+    "steps_per_s_mean", "peak_memory_mb_mean", "n_params", "n_stuck", "n_restarts",
 )
 
 
@@ -161,6 +163,6 @@ def render_csv(entries: list[Entry]) -> str:
             *e.percent("headline"), *e.percent("best_val_acc"), e.percent("test_acc_last")[0],
             value if value is not None else ("FAIL" if published and e.task in published.accuracy else None),
             published.source if published else None, e.difference(),
-            e.average("steps_per_s"), e.average("peak_memory_mb"), e.average("n_params"),
+            e.average("steps_per_s"), e.average("peak_memory_mb"), e.average("n_params"), e.stuck, e.restarts,
         )])
     return buffer.getvalue()

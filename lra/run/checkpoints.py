@@ -1,8 +1,13 @@
-"""Checkpoints a long run can trust: written atomically, found again by itself, checked before resuming."""
+"""Checkpoints a long run can trust: written atomically, found again by itself, checked before resuming.
+
+Checkpoints are data: every load is `weights_only=True`, so a crafted file whose pickle would call a function is
+refused before anything runs. What we add (RNG states) is stored as tensors and plain Python values for that.
+"""
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import sys
 from pathlib import Path
@@ -19,6 +24,10 @@ from lra.errors import LRAError
 
 LAST = "last"  # checkpoints/last.ckpt: the state at the end of fit or at a pre-emption signal
 PERIODIC = "step{step}"  # checkpoints/step<N>.ckpt: every `checkpoint_every` steps, the newest two kept
+# checkpoint["lra"]["format"]: 2 = loadable with weights_only=True. Version 1 (no key) pickled numpy's RNG state.
+FORMAT = 2
+# What format-1 checkpoints of this project needed beyond torch's safe set: numpy's RNG state array.
+FORMAT1_GLOBALS = ("numpy.", "_codecs.encode")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -43,14 +52,48 @@ def checkpoint_callbacks(directory: Path, every: int) -> tuple[ModelCheckpoint, 
     return best, periodic
 
 
+class RefusedCheckpoint(LRAError):
+    """A checkpoint that is not plain data (it would run code when loaded) or predates FORMAT."""
+
+
+def refusal(path: Path, err: Exception) -> RefusedCheckpoint | None:
+    """Why torch refused `path` under weights_only=True, if it did; None for other failures (truncated, corrupt)."""
+    if not isinstance(err, pickle.UnpicklingError) or "Weights only load failed" not in str(err):
+        return None
+    try:  # lists the pickle's globals without running any of them
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: still refused, only less precisely
+        unsafe = []
+    if unsafe and all(name.startswith(FORMAT1_GLOBALS) for name in unsafe):
+        return RefusedCheckpoint(
+            f"checkpoint {path} was written before checkpoints became plain data (format {FORMAT}) and is not "
+            "loaded; start a new run directory (hydra.run.dir=<new dir>) without ckpt_path/resume"
+        )
+    names = ", ".join(unsafe[:3]) or "a non-data global"
+    return RefusedCheckpoint(
+        f"checkpoint {path} is refused: loading it would call {names} (not plain data); "
+        "use only checkpoints this harness wrote"
+    )
+
+
 def readable(path: Path) -> str | None:
-    """None if `path` loads as a Lightning checkpoint, else why not (truncated, corrupt, not a checkpoint)."""
+    """None if `path` loads as one of our checkpoints, else why not (truncated, corrupt, not a checkpoint).
+
+    Raises RefusedCheckpoint for a file that is not plain data or predates FORMAT: never skipped silently."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle means the file is unusable
+        if (refused := refusal(path, err)) is not None:
+            raise refused from None
         return f"{type(err).__name__}: {err}".splitlines()[0][:200]
     if not isinstance(state, dict) or "state_dict" not in state or "global_step" not in state:
         return "not a Lightning checkpoint"
+    lra = state.get("lra")
+    if not isinstance(lra, dict) or lra.get("format") != FORMAT:
+        raise RefusedCheckpoint(
+            f"checkpoint {path} has no lra.format={FORMAT} (written before this version, or not by this harness); "
+            "start a new run directory (hydra.run.dir=<new dir>) without ckpt_path/resume"
+        )
     return None
 
 
@@ -113,17 +156,20 @@ class RunState(pl.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["lra"] = {
+            "format": FORMAT,
             "fingerprint": self.fingerprint,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
+            "numpy_rng": numpy_state(),
+            "python_rng": random.getstate(),  # (int, tuple of ints, float | None): plain values
         }
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         state = checkpoint.get("lra")
-        if state is None:
-            return
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise RefusedCheckpoint(
+                f"the checkpoint has no lra.format={FORMAT} (written before this version); start a new run directory"
+            )
         if state["fingerprint"] != self.fingerprint:
             raise LRAError(
                 f"the checkpoint was written by a different configuration (fingerprint {state['fingerprint']}, "
@@ -132,5 +178,17 @@ class RunState(pl.Callback):
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        np.random.set_state(state["numpy_rng"])
+        set_numpy_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
+
+
+def numpy_state() -> dict:
+    """numpy's global RNG state as a tensor and plain values (its own form holds an ndarray: not weights-only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def set_numpy_state(state: dict) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))

@@ -13,12 +13,16 @@ from lra.atomic import write_text
 
 # Keys that say where or how a run executes, not what it computes: left out of the config hash, so that the
 # seeds of one configuration (and reruns elsewhere) share a hash.
-UNHASHED = ("seed", "data_dir", "output_dir", "ckpt_path", "resume", "requeue", "checkpoint_every", "logger")
+UNHASHED = (
+    "seed", "data_dir", "output_dir", "ckpt_path", "resume", "requeue", "checkpoint_every", "logger", "on_chance",
+    "chance",
+)
 # Also free to change when resuming: how long to train and how the machine reads data.
 RESUMABLE = ("trainer.max_steps", "trainer.enable_progress_bar", "task.num_workers")
 FIELDS = (
-    "task", "model", "seed", "impl", "best_val_acc", "test_acc", "test_acc_last", "val_is_test", "steps_per_s",
-    "peak_memory_mb", "n_params", "step", "skipped_steps", "config_hash", "git_commit",
+    "task", "model", "seed", "first_seed", "restarts", "stuck_at_chance", "impl", "best_val_acc", "test_acc",
+    "test_acc_last", "val_is_test", "steps_per_s", "peak_memory_mb", "n_params", "step", "skipped_steps",
+    "config_hash", "git_commit",
 )
 
 

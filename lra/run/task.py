@@ -29,6 +29,8 @@ class LRATask(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
+        # The validation labels' histogram, for the stuck-at-chance check (lra.run.chance.ChanceWatch).
+        self.val_label_counts = torch.zeros(n_classes, dtype=torch.long)
         # LRA reports plain accuracy over examples: micro averaging.
         self.accuracy = nn.ModuleDict(
             {f"{split}_acc": MulticlassAccuracy(n_classes, average="micro") for split in ("train", "val", "test")}
@@ -51,7 +53,11 @@ class LRATask(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self.step(batch, "train")
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_label_counts = torch.zeros(self.hparams.n_classes, dtype=torch.long, device=self.device)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.val_label_counts += torch.bincount(batch["label"], minlength=self.hparams.n_classes)
         self.step(batch, "val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from lra.data.base import LRADataModule
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.run.callbacks import Throughput, peak_memory_mb
-from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, resume_path
+from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
+from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, requeued, resume_path
 from lra.run.guards import NonFiniteGuard
 from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
 from lra.run.preemption import Preemption
@@ -45,9 +47,9 @@ def build_datamodule(task: DictConfig, seed: int) -> LRADataModule:
 def evaluate(trainer: pl.Trainer, task: LRATask, datamodule, best: ModelCheckpoint, last: str) -> dict:
     """Best-val accuracy, test accuracy at the best-val checkpoint (ours) and at the last one (LRA's)."""
 
-    # weights_only=False: our own checkpoints also hold RNG states (lra.run.checkpoints.RunState).
+    # weights_only=True: checkpoints are data; a crafted one is refused, never run (lra.run.checkpoints).
     def test(ckpt: str | None) -> float:
-        metrics = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=False)
+        metrics = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
         return float(metrics[0]["test/acc"])
 
     test_last = test(last)
@@ -58,7 +60,7 @@ def evaluate(trainer: pl.Trainer, task: LRATask, datamodule, best: ModelCheckpoi
             "test_acc_last": test_last,
         }
     # No validation ran during fit (max_steps below trainer.val_check_interval): the last weights are the best.
-    metrics = trainer.validate(task, datamodule=datamodule, ckpt_path=last, verbose=False, weights_only=False)
+    metrics = trainer.validate(task, datamodule=datamodule, ckpt_path=last, verbose=False, weights_only=True)
     val = float(metrics[0]["val/acc"])
     return {"best_val_acc": val, "test_acc": test_last, "test_acc_last": test_last}
 
@@ -66,10 +68,11 @@ def evaluate(trainer: pl.Trainer, task: LRATask, datamodule, best: ModelCheckpoi
 def run(cfg: DictConfig) -> float:
     """Train and test one configuration; returns best-val accuracy (what sweeps optimise)."""
     check_config(cfg)
+    check_chance(cfg)
     output_dir = Path(cfg.output_dir).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        return fit_and_test(cfg, output_dir)
+        return with_restarts(cfg, output_dir)
     except OSError as err:
         if err.errno in DISK_ERRORS:
             where = err.filename or output_dir
@@ -79,7 +82,28 @@ def run(cfg: DictConfig) -> float:
         raise
 
 
-def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
+def with_restarts(cfg: DictConfig, output_dir: Path) -> float:
+    """Train; a run stuck at chance under on_chance=restart trains again in the same directory with the next seed."""
+    first_seed = int(cfg.seed)
+    resuming = cfg.resume == "auto" or cfg.ckpt_path is not None or requeued()
+    seed, restarts = attempt(output_dir, first_seed, resuming)
+    while True:
+        this = copy.deepcopy(cfg)
+        this.seed = seed
+        best_val = fit_and_test(this, output_dir, first_seed, restarts)
+        if best_val is not None:
+            return best_val
+        restarts += 1
+        begin_restart(output_dir, output_dir / "checkpoints", first_seed, seed, restarts)
+        print(f"restart {restarts} of {cfg.chance.max_restarts}: seed={seed + 1} (stuck seed {seed}'s checkpoints: "
+              f"{output_dir / f'stuck-seed{seed}'})")
+        seed += 1
+        cfg = copy.deepcopy(cfg)
+        cfg.ckpt_path, cfg.resume = None, None  # the next seed starts afresh
+
+
+def fit_and_test(cfg: DictConfig, output_dir: Path, first_seed: int, restarts: int) -> float | None:
+    """One attempt; None when it was stuck at chance and on_chance=restart has restarts left."""
     pl.seed_everything(cfg.seed, workers=True)
     checkpoints = output_dir / "checkpoints"
     model = build_model(cfg.model, cfg.task)  # first: a bad model option stops before any data is read
@@ -99,7 +123,12 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
     throughput = Throughput()
     guard = NonFiniteGuard(cfg.on_nonfinite, checkpoints)
     preemption = Preemption(checkpoints / f"{LAST}.ckpt", requeue=cfg.requeue)
-    callbacks = [best, periodic, throughput, guard, preemption, RunState(resume_fingerprint(cfg))]
+    restart = cfg.on_chance == "restart" and restarts < cfg.chance.max_restarts
+    then = "stopping; restarting with the next seed" if restart else (
+        "continuing (no restarts left)" if cfg.on_chance == "restart" else "continuing (on_chance=restart retries)"
+    )
+    chance = ChanceWatch(cfg.chance.patience, cfg.chance.margin, stop=restart, then=then)
+    callbacks = [best, periodic, throughput, guard, preemption, chance, RunState(resume_fingerprint(cfg))]
     if loggers:
         callbacks.append(LearningRateMonitor("step"))
     trainer: pl.Trainer = hydra.utils.instantiate(
@@ -109,17 +138,22 @@ def fit_and_test(cfg: DictConfig, output_dir: Path) -> float:
     preemption.install()
     try:
         try:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except SIGTERMException:
             pass  # Lightning's own reaction to SIGTERM, after Preemption saved the checkpoint
         if (stopped := preemption.stopped()) is not None:
             raise stopped
+        if restart and chance.stuck:
+            return None
         last = str(checkpoints / f"{LAST}.ckpt")
         trainer.save_checkpoint(last)  # the final state, whatever step the periodic saves last hit
         results = {
             "task": cfg.task.name,
             "model": cfg.model.name,
             "seed": int(cfg.seed),
+            "first_seed": first_seed,
+            "restarts": restarts,
+            "stuck_at_chance": chance.stuck,
             "impl": cfg.model.impl,
             **evaluate(trainer, task, datamodule, best, last),
             # Validation on the test set (Text as LRA ran it) makes the best-val choice a choice on test.
