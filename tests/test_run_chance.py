@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 from lra.errors import LRAError
 from lra.run.chance import ChanceWatch, at_chance, attempt, prior
@@ -33,7 +34,7 @@ def validation(watch: ChanceWatch, acc: float, loss: float, step: int) -> Simple
     trainer = SimpleNamespace(
         sanity_checking=False, callback_metrics={"val/acc": torch.tensor(acc), "val/loss": torch.tensor(loss)},
         strategy=SimpleNamespace(reduce=lambda t, reduce_op: t), is_global_zero=True, global_step=step,
-        should_stop=False,
+        should_stop=False, state=SimpleNamespace(fn=TrainerFn.FITTING),
     )
     watch.on_validation_end(trainer, SimpleNamespace(val_label_counts=torch.tensor([5, 5])))
     return trainer

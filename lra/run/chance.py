@@ -17,6 +17,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.trainer.states import TrainerFn
 
 from lra.atomic import write_text
 from lra.errors import LRAError
@@ -67,8 +68,8 @@ class ChanceWatch(pl.Callback):
         return self.patience > 0 and self.streak >= self.patience
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self.patience == 0:
-            return
+        if trainer.sanity_checking or self.patience == 0 or trainer.state.fn != TrainerFn.FITTING:
+            return  # only fit's validations count, not a later trainer.validate
         metrics = trainer.callback_metrics
         counts = getattr(pl_module, "val_label_counts", None)
         if "val/acc" not in metrics or "val/loss" not in metrics or counts is None or counts.sum() == 0:
