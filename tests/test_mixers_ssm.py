@@ -174,3 +174,17 @@ def test_no_ssm_group_without_ssm_params_and_ssm_lr_defaults_to_lr():
     assert len(optimizer.param_groups) == 1
     _, optimizer = optimizer_for(["s4d"], ssm_lr=None)
     assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-2]
+
+
+def test_the_s4_block_has_no_feed_forward_and_no_position_embedding():
+    """d_ff=0 and pos=none (the S4 recipes): the block is the mixer's residual branch alone, order from the SSM."""
+    torch.manual_seed(0)
+    encoder = Encoder(["s4d"], vocab_size=10, max_len=16, d_model=8, n_heads=1, d_ff=0, dropout=0.0,
+                      attn_dropout=0.0, pool="mean", pos="none")
+    block = encoder.blocks[0]
+    assert block.ffn is None and isinstance(block.norm2, torch.nn.Identity)
+    ids, mask = torch.randint(1, 10, (2, 16)), torch.ones(2, 16, dtype=torch.bool)
+    x, _ = encoder.embed(ids, mask)
+    torch.testing.assert_close(x, encoder.embed.tokens(ids))
+    encoder(ids, mask).sum().backward()
+    assert all(p.grad is not None for p in encoder.parameters())
