@@ -36,8 +36,10 @@ class Embedding(nn.Module):
             self.pos = nn.Parameter(torch.randn(1, length, d_model) * 0.02)
         elif pos == "sinusoidal":
             self.register_buffer("pos", sinusoid_table(length, d_model)[None], persistent=False)
+        elif pos == "none":  # no position embedding: the mixer knows order itself (S4D, LRU)
+            self.register_buffer("pos", torch.zeros(1, length, 1), persistent=False)
         else:
-            raise ValueError(f"model.pos must be 'sinusoidal' or 'learned', got {pos!r}")
+            raise ValueError(f"model.pos must be 'sinusoidal', 'learned' or 'none', got {pos!r}")
         self.drop = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,15 +56,18 @@ class FeedForward(nn.Sequential):
 
 
 class Block(nn.Module):
-    """Mixer + feed-forward, each in a residual branch; `norm` = "pre" (LRA Transformer) or "post" (FNet)."""
+    """Mixer + feed-forward, each in a residual branch; `norm` = "pre" (LRA Transformer) or "post" (FNet).
+
+    d_ff = 0: no feed-forward branch, the mixer's residual branch alone (the S4 block: SSM + GLU)."""
 
     def __init__(self, mixer: Mixer, d_model: int, d_ff: int, dropout: float, norm: str, zero_pad: bool) -> None:
         super().__init__()
         if norm not in ("pre", "post"):
             raise ValueError(f"model.norm must be 'pre' or 'post', got {norm!r}")
         self.mixer = mixer
-        self.ffn = FeedForward(d_model, d_ff, dropout)
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.ffn = FeedForward(d_model, d_ff, dropout) if d_ff > 0 else None
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model) if d_ff > 0 else nn.Identity()
         self.drop = nn.Dropout(dropout)
         self.pre = norm == "pre"
         # A mask-free mixer (FNet) sees pads as tokens unless they are zeroed first.
@@ -83,9 +88,9 @@ class Block(nn.Module):
         """`state`: the encoder's dict shared across layers, handed to a mixer that declares `uses_state`."""
         if self.pre:
             x = x + self.mix(self.norm1(x), mask, state)
-            return x + self.drop(self.ffn(self.norm2(x)))
+            return x if self.ffn is None else x + self.drop(self.ffn(self.norm2(x)))
         x = self.norm1(x + self.mix(x, mask, state))
-        return self.norm2(x + self.drop(self.ffn(x)))
+        return x if self.ffn is None else self.norm2(x + self.drop(self.ffn(x)))
 
 
 # cls: a learned CLS token prepended and read; first: position 0 read, no CLS (the release's dual encoder, built

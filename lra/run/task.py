@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lra.models.mixers.base import ssm_parameters
 from lra.run.schedules import schedule
 
 
@@ -25,6 +26,7 @@ class LRATask(pl.LightningModule):
         total_steps: int,
         betas: tuple[float, float] = (0.9, 0.98),
         eps: float = 1e-9,
+        ssm_lr: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
@@ -63,11 +65,22 @@ class LRATask(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.step(batch, "test")
 
+    def param_groups(self) -> list[dict]:
+        """Decoupled weight decay on every parameter, as the released LRA (flax) optimizer did, except the ones
+        mixers declare in `ssm_params`: those form a second group with `ssm_lr` (None = lr) and no weight decay."""
+        hp = self.hparams
+        ssm = ssm_parameters(self.model)
+        ids = {id(p) for p in ssm}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in ids]}]
+        if ssm:
+            lr = hp.lr if hp.get("ssm_lr") is None else hp.ssm_lr
+            groups.append({"params": ssm, "lr": lr, "weight_decay": 0.0})
+        return groups
+
     def configure_optimizers(self):
         hp = self.hparams
-        # Decoupled weight decay on every parameter, as the released LRA (flax) optimizer did.
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
+            self.param_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
         )
         multiplier = schedule(hp.schedule, hp.warmup_steps, hp.total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)

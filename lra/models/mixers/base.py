@@ -20,6 +20,9 @@ a mixer overrides only what differs:
 - `uses_state = False`: True makes the encoder call `mixer(x, mask, state=state)` with one dict per encoder
   forward, shared by all layers, to read and write in place (Luna's packed sequence). Called without `state` the
   mixer must still work (start afresh).
+- `ssm_params = ()`: names of the mixer's own parameters (as in its `named_parameters()`) that form a separate
+  optimiser group: `optim.ssm_lr` (null = `optim.lr`) and no weight decay, as state-space models train their
+  recurrence (S4D's step and A, the LRU's lambda). `ssm_parameters(model)` collects them for the optimiser.
 - `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that the encoder applies
   before layer `layer`, changing the sequence later layers and the pooling see (the Fourier Transformer's spectral
   filter); `cls` says whether position 0 is the CLS token. Default: None (no resizing).
@@ -70,6 +73,7 @@ class Mixer(nn.Module):
     uses_mask: bool = True
     uses_heads: bool = True
     uses_state: bool = False
+    ssm_params: tuple[str, ...] = ()
     # True for the methods the LRA release has (set by @register(..., impl="release")): only those change with impl.
     released: bool = False
 
@@ -96,6 +100,17 @@ class Mixer(nn.Module):
 
     def resizer(self, layer: int, n_layers: int, cls: bool) -> nn.Module | None:
         return None
+
+
+def ssm_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter that a mixer inside `model` names in its `ssm_params`, each once."""
+    found: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, Mixer) and module.ssm_params:
+            own = dict(module.named_parameters())
+            for name in module.ssm_params:
+                found[id(own[name])] = own[name]
+    return list(found.values())
 
 
 class HeadedMixer(Mixer):
