@@ -29,6 +29,8 @@ from tqdm import tqdm
 
 from data_prep.pathfinder_draw import Sample, make_sample
 from data_prep.pathfinder_params import DIFFICULTIES, SIZES, Params, params_for
+from lra.atomic import atomic_file
+from lra.atomic import write_text as atomic_write_text
 from lra.errors import LRAError
 from lra.parallel import parallel_map
 
@@ -58,27 +60,13 @@ def metadata_line(params: Params, batch: int, index: int, label: int, margin: in
     return " ".join(str(f) for f in fields)
 
 
-def temp_path(path: Path) -> Path:
-    """A sibling name that no reader globs for (`.name.tmp-<pid>`), renamed over `path` when complete."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def write_png(image: np.ndarray, path: Path) -> None:
-    temp = temp_path(path)
-    try:
+    with atomic_file(path, durable=False) as temp:
         Image.fromarray(image).save(temp, format="PNG")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def write_text(text: str, path: Path) -> None:
-    temp = temp_path(path)
-    try:
-        temp.write_text(text, encoding="ascii")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    atomic_write_text(path, text, encoding="ascii")
 
 
 @dataclass(frozen=True)
@@ -183,12 +171,8 @@ def write_preview(root: Path, path: Path | str, count: int = 16, columns: int = 
         draw.text((x + 2, y + 1), f"label {label}", fill=255, font=font)
         grid.paste(image, (x, y + header))
     path = Path(path)
-    temp = temp_path(path)
-    try:
+    with atomic_file(path) as temp:
         grid.save(temp, format="PNG")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
     return path
 
 

@@ -26,15 +26,20 @@ def temporary_name(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write the file at; when the block ends without an error it replaces `path`."""
+def atomic_file(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write the file at; when the block ends without an error it replaces `path`.
+
+    `durable=False` skips the fsyncs: still whole or absent after a crashed process, not after a crashed machine
+    (for the generators' many small images, whose metadata, written durably after them, is what readers trust)."""
     path = Path(path)
     tmp = temporary_name(path)
     try:
         yield tmp
-        fsync(tmp)
+        if durable:
+            fsync(tmp)
         os.replace(tmp, path)
-        fsync(path.parent)
+        if durable:
+            fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
