@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,9 +63,9 @@ def params_for(size: int, difficulty: str) -> Params:
     return Params(size=size, contour_length=DIFFICULTIES[difficulty], **_SETTINGS[size])
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """Per-image constants of growth, derived from the params and the sampled margin.
+class Geometry(NamedTuple):
+    """Per-image constants of growth, derived from the params and the sampled margin (a NamedTuple, so that the
+    compiled growth can take it).
 
     Footprints (a stroke widened by `radius`) must not overlap, i.e. strokes stay `spacing = 2 * radius` apart. The
     occupancy grid has a border of `border` free pixels around the image so that a claim's window (`half` pixels
@@ -72,7 +73,6 @@ class Geometry:
     of the padding pixels, i.e. its ends lie in [low, high] (the original's mask border)."""
 
     size: int
-    padding: int
     length: float
     margin: float
     radius: float  # footprint half-width: the stroke's half-thickness plus the margin
@@ -80,8 +80,10 @@ class Geometry:
     delta: float
     continuity: float
     spacing: float
+    spacing2: np.float32  # spacing ** 2, for the claim test in float32 (as the numpy version did it)
     half: int
     border: int
+    side: int  # side of the occupancy grid: the image and its free border
     low: float
     high: float
     along: np.ndarray  # fractions along a candidate stroke at which it is tested, <= 0.5 px apart
@@ -94,13 +96,9 @@ class Geometry:
         length = float(params.paddle_length)
         spacing = 2 * radius
         half = int(math.ceil(length / 2 + spacing)) + 1
-        return cls(size=params.size, padding=params.padding, length=length, margin=float(margin), radius=radius,
+        return cls(size=params.size, length=length, margin=float(margin), radius=radius,
                    steps=np.arange(-reach, reach + 1, dtype=float), delta=delta, continuity=params.continuity,
-                   spacing=spacing, half=half, border=half + 1, low=params.padding - 0.5 + radius,
+                   spacing=spacing, spacing2=np.float32(spacing**2), half=half, border=half + 1,
+                   side=params.size + 2 * (half + 1), low=params.padding - 0.5 + radius,
                    high=params.size - params.padding + 0.5 - radius,
                    along=np.linspace(0.0, 1.0, int(math.ceil(2 * length)) + 1))
-
-    @property
-    def side(self) -> int:
-        """Side of the occupancy grid: the image and its free border."""
-        return self.size + 2 * self.border
