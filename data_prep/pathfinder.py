@@ -5,7 +5,10 @@ DIR/pathfinder32/curv_contour_length_14/imgs/<b>/sample_<i>.png (grey, backgroun
 DIR/pathfinder32/curv_contour_length_14/metadata/<b>.npy, which, as in the release, is plain text despite its name:
 one line per image, `imgs/<b> sample_<i>.png <i> <label> <continuity> <contour_length> <distractor_length>
 <paddle_length> <paddle_thickness> <paddle_margin> <n_paddle_contrasts>` (the fields of the original generator).
-The drawing is in `pathfinder_draw.py`.
+The drawing is in `pathfinder_draw.py`: growth compiled with numba (`pathfinder_grow.py`; the first run compiles it,
+about 10 s, and caches it), rendering in `pathfinder_render.py`. It makes the same images and labels as the
+earlier pure-numpy generator for the same seed (a test pins their checksum); only the last bits of the paddle
+coordinates may differ (see `pathfinder_grow.py`).
 
 Reproducibility: batch b's labels come from a generator seeded with (seed, size, contour length, b, 0) and image i
 of it from (seed, size, contour length, b, 1, i); chunks of images run in any process and order, so the files

@@ -3,6 +3,7 @@ checked against the generator's own bookkeeping (which snake each marker sits on
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -93,6 +94,24 @@ def test_same_seed_same_files_any_worker_count(tmp_path, monkeypatch):
     assert files == all_files(two) == all_files(other)
     assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
     assert any((one / f).read_bytes() != (other / f).read_bytes() for f in files if f.endswith(".png"))
+
+
+# md5 of every metadata line and decoded image (pixels, not PNG bytes, so the zlib version does not matter) of
+# `generate(..., seed=0, workers=1, batch_size=5)`, computed with the pure-numpy generator before the numba kernels
+# (commit 47f2404): the compiled growth and drawing must keep every image and label of the stream.
+PRE_NUMBA_DIGESTS = [(32, "curv_baseline", 12, "fb91f9b0f071ab21e48613c4d0d01b07"),
+                     (32, "curv_contour_length_14", 12, "77b91738dec5ffca6485a3557d91d6a3"),
+                     (128, "curv_contour_length_14", 3, "d4aa8b357ab3c09377d353982686d2b5")]
+
+
+@pytest.mark.parametrize("size,difficulty,n,expected", PRE_NUMBA_DIGESTS)
+def test_stream_is_the_pre_numba_stream(tmp_path, size, difficulty, n, expected):
+    root = make(tmp_path, n=n, seed=0, size=size, difficulty=difficulty, batch_size=5)
+    digest = hashlib.md5()
+    for batch in range(3 if n > 10 else 1):
+        for fields in metadata(root, batch):
+            digest.update(" ".join(fields).encode() + np.asarray(Image.open(root / fields[0] / fields[1])).tobytes())
+    assert digest.hexdigest() == expected
 
 
 def test_crash_leaves_no_metadata_for_missing_images(tmp_path, monkeypatch):
