@@ -21,6 +21,34 @@ LRA = "LRA paper (Tay et al. 2021; the LRA release code, ours: model.impl=releas
 FNET = "FNet paper (Lee-Thorp et al. 2021; its own implementations, ours: model.impl=paper)"
 S4 = "S4 paper (Gu et al. 2022, updated results)"
 MEGA = "Mega paper (Ma et al. 2023)"
+S4D = "S4D paper (Gu et al. 2022), as tabulated by Solozabal et al. 2025 (arXiv 2508.20441, Table 1)"
+LRU = "LRU paper (Orvieto et al. 2023, Table 3)"
+NYSTROM = "Nystromformer paper (Xiong et al. 2021; its 2-layer PyTorch protocol)"
+BUTTERFLY = "SamsungLabs/Butterfly_Acc (the Nystromformer protocol)"
+SKYFORMER = "Skyformer paper (Chen et al. 2021; mean of 3 seeds)"
+XFORMERS = "xformers LRA benchmark (BENCHMARKS.md; config_nystrom.json)"
+
+# The protocol (our experiment group, conf/experiment/<recipe>/) each source's numbers were trained under. A run is
+# compared only with rows of its own recipe (results.json `recipe`, e.g. nystrom/listops -> nystrom); `custom` (no
+# experiment) and recipes without a table have none.
+RECIPE_OF_SOURCE = {
+    LRA: "lra", FNET: "fnet", S4: "s4", S4D: "s4", LRU: "s4", MEGA: "mega", NYSTROM: "nystrom", BUTTERFLY: "nystrom",
+    SKYFORMER: "skyformer", XFORMERS: "xformers",
+}
+RECIPES = {
+    "lra": "the LRA release (experiment=lra/<task>)",
+    "fnet": "the FNet paper's LRA runs (experiment=fnet/<task>)",
+    "s4": "the S4 authors' recipes (experiment=s4/<task>)",
+    "nystrom": "Nystromformer's 2-layer d 64 protocol (experiment=nystrom/<task>)",
+    "skyformer": "Skyformer's protocol: the Nystromformer model, 50k steps (experiment=skyformer/<task>)",
+    "xformers": "xformers' config_nystrom protocol (experiment=xformers/<task>)",
+    "mega": "Mega's own recipes (no experiment group here)",
+}
+
+
+def recipe_family(recipe: str) -> str:
+    """`nystrom/listops` -> `nystrom`: the protocol a run's recipe belongs to."""
+    return recipe.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -28,13 +56,17 @@ class PublishedAccuracy:
     """One row of a paper's LRA table."""
 
     label: str  # the model's name in the paper's table
-    model: str  # our conf/model/<model>.yaml
+    model: str  # our conf/model/<model>.yaml (or the paper's name where we have no such model)
     source: str
     accuracy: dict[str, float | None]  # task -> test accuracy %; None = FAIL
-    average: float  # the paper's own average, over `average_over` tasks
+    average: float | None  # the paper's own average over `average_over` tasks; None: our source prints none
     average_over: int = 5
-    primary: bool = True  # our runs of `model` are compared with this row (False: another report of the same model)
+    primary: bool = True  # our runs of `model` under this recipe are compared with this row (False: another report)
     note: str = ""
+
+    @property
+    def recipe(self) -> str:
+        return RECIPE_OF_SOURCE[self.source]
 
     def text(self, task: str) -> str:
         """The table cell: the number, FAIL, or '' when the paper has no such column."""
@@ -52,7 +84,9 @@ class PublishedAccuracy:
 
 
 def _row(label, model, source, values, average, **extra) -> PublishedAccuracy:
-    return PublishedAccuracy(label, model, source, dict(zip(TASKS, values, strict=True)), average, **extra)
+    """`values` in TASKS order: six (Path-X included) or the five of the protocols that never ran Path-X."""
+    tasks = TASKS if len(values) == len(TASKS) else AVERAGE_TASKS
+    return PublishedAccuracy(label, model, source, dict(zip(tasks, values, strict=True)), average, **extra)
 
 
 ACCURACY: tuple[PublishedAccuracy, ...] = (
@@ -77,13 +111,46 @@ ACCURACY: tuple[PublishedAccuracy, ...] = (
     ),
     _row("FNet", "fnet", FNET, (35.33, 65.11, 59.61, 38.67, 77.80, None), 55.30),
     _row("S4 (updated)", "s4", S4, (59.60, 86.82, 90.90, 88.65, 94.20, 96.35), 86.09, average_over=6),
+    # S4D-LegS is S4D with S4's HiPPO-LegS diagonal (not an ssm_init here); S4D-Lin's Path-X: not run (infeasible).
+    _row("S4D-Lin", "s4d", S4D, (60.52, 86.97, 90.96, 87.93, 93.96), None, note="Path-X not run"),
+    _row("S4D-Inv", "s4d", S4D, (60.18, 87.34, 91.09, 87.83, 93.78, 92.80), None, average_over=6, primary=False,
+         note="ssm_init=inv"),
+    _row("S4D-LegS", "s4d_legs", S4D, (60.47, 86.18, 89.46, 88.19, 93.06, 91.95), 84.89, average_over=6),
+    _row("LRU", "lru", LRU, (60.2, 89.4, 89.9, 89.0, 95.1, 94.2), None, average_over=6),
     _row("Mega", "mega", MEGA, (63.14, 90.43, 91.25, 90.44, 96.01, 97.98), 88.21, average_over=6),
+    # The small PyTorch protocols (docs/reference.md#small-protocols): five tasks each, no Path-X.
+    _row("Transformer", "transformer", NYSTROM, (37.10, 65.02, 79.35, 38.20, 74.16), 58.77),
+    _row("Reformer", "reformer", NYSTROM, (19.05, 64.88, 78.64, 43.29, 69.36), 55.04),
+    _row("Linformer", "linformer", NYSTROM, (37.25, 55.91, 79.37, 37.84, 67.60), 55.59),
+    _row("Performer", "performer", NYSTROM, (18.80, 63.81, 78.62, 37.07, 69.87), 53.63),
+    _row("Nystromformer", "nystromformer", NYSTROM, (37.15, 65.52, 79.56, 41.58, 70.94), 58.95),
+    _row("Transformer", "transformer", BUTTERFLY, (37.3, 63.7, 78.3, 37.9, 70.9), 57.6, primary=False,
+         note="Image: 1 layer, d 32, CLS, lr 5e-4; Pathfinder: FFN 64, lr 1e-3"),
+    _row("FNet", "fnet", BUTTERFLY, (36.5, 63.0, 77.9, 28.8, 66.0), 54.4,
+         note="Image: 1 layer, d 32, CLS, lr 5e-4; Pathfinder: FFN 64, lr 1e-3"),
+    _row("Self-attention", "transformer", SKYFORMER, (38.37, 61.95, 80.69, 40.57, 65.26), 57.37),
+    _row("Kernelized attention", "kernelized", SKYFORMER, (38.78, 60.22, 81.77, 41.29, 70.73), 58.56),
+    _row("Nystromformer", "nystromformer", SKYFORMER, (38.51, 64.83, 80.52, 41.30, 69.48), 58.93),
+    _row("Linformer", "linformer", SKYFORMER, (37.45, 58.93, 78.19, 37.96, 60.93), 54.69),
+    _row("Informer", "informer", SKYFORMER, (32.53, 62.64, 77.57, 38.10, 57.83), 53.73),
+    _row("Performer", "performer", SKYFORMER, (38.02, 64.19, 80.04, 41.43, 66.30), 58.00),
+    _row("Reformer", "reformer", SKYFORMER, (37.68, 62.93, 78.99, 48.87, 66.49), 58.99),
+    _row("BigBird", "bigbird", SKYFORMER, (39.25, 63.86, 80.28, 43.16, 68.72), 59.05),
+    _row("Skyformer", "skyformer", SKYFORMER, (38.69, 64.70, 82.06, 40.77, 70.73), 59.39),
+    _row("Transformer", "transformer", XFORMERS, (37.5, 62.66, 79.24, 38.69, 70.37), 57.69),
+    _row("Nystrom-128", "nystromformer", XFORMERS, (36.29, 63.24, 78.18, 42.86, 67.49), 57.61),
+    _row("Favor-256 (Performer)", "performer", XFORMERS, (19.56, 62.76, 81.1, 36.09, 67.23), 53.35),
+    _row("FourierMix (FNet)", "fnet", XFORMERS, (36.29, 60.72, 76.41, 36.53, 54.07), 52.8, note="10k ListOps steps"),
+    _row("Linformer-seq/4", "linformer", XFORMERS, (36.69, 57.39, 76.41, 35.57, 65.12), 54.2),
 )
 
 
-def primary(model: str) -> PublishedAccuracy | None:
-    """The published row that runs of our `model` are compared with (the LRA paper's where it has one)."""
-    return next((row for row in ACCURACY if row.model == model and row.primary), None)
+def published_row(model: str, recipe: str) -> PublishedAccuracy | None:
+    """The published row that runs of our `model` under `recipe` (or its family) are compared with: the recipe's
+    primary row for that model, else another of the same recipe; None for `custom` and recipes without a table."""
+    family = recipe_family(recipe)
+    rows = [row for row in ACCURACY if row.model == model and row.recipe == family]
+    return next((row for row in rows if row.primary), rows[0] if rows else None)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,17 @@ import pytest
 from PIL import Image
 
 from lra.leaderboard import load, report
-from lra.published import ACCURACY, AVERAGE_TASKS, EFFICIENCY, FNET, LRA, MEGA, S4, TASKS, primary
+from lra.published import (
+    ACCURACY,
+    AVERAGE_TASKS,
+    EFFICIENCY,
+    FNET,
+    LRA,
+    RECIPE_OF_SOURCE,
+    TASKS,
+    XFORMERS,
+    published_row,
+)
 from lra.run.config import CONF_DIR
 from tests.helpers import TINY, train_py
 from tests.task_fixtures import write_imdb_snapshot, write_listops
@@ -25,7 +35,7 @@ def write_result(root: Path, name: str, **fields) -> Path:
     record = {
         "task": "listops", "model": "fnet", "seed": 0, "best_val_acc": 0.5, "test_acc": 0.5, "test_acc_last": 0.5,
         "steps_per_s": 10.0, "peak_memory_mb": 100.0, "n_params": 1000, "step": 8, "config_hash": "aaaa",
-        "git_commit": "abc",
+        "git_commit": "abc", "recipe": "fnet/listops",
     }
     record.update(fields)
     path = root / name / "results.json"
@@ -58,12 +68,21 @@ def assert_png(path: Path) -> None:
 
 def test_published_rows_match_reference():
     for row in ACCURACY:
-        assert set(row.accuracy) == set(TASKS) and row.source in (LRA, FNET, S4, MEGA)
+        assert set(row.accuracy) in (set(TASKS), set(AVERAGE_TASKS)) and row.source in RECIPE_OF_SOURCE
+        if row.average is None:
+            continue
         computed = row.average5() if row.average_over == 5 else statistics.mean(row.accuracy.values())
-        assert computed == pytest.approx(row.average, abs=0.006), row.label  # the papers' own averages, rounded
-    assert primary("transformer").source == LRA and primary("fnet").source == FNET
+        decimals = len(repr(row.average).partition(".")[2])  # the papers' own averages, rounded to what they print
+        assert computed == pytest.approx(row.average, abs=0.6 * 10**-decimals), row.label
+    assert published_row("transformer", "lra/listops").source == LRA and published_row("fnet", "fnet").source == FNET
     assert [r.accuracy["pathx"] for r in ACCURACY if r.source in (LRA, FNET)] == [None] * 14  # FAIL
-    assert primary("transformer").text("pathx") == "FAIL" and primary("fnet").text("listops") == "35.33"
+    assert published_row("transformer", "lra").text("pathx") == "FAIL"
+    assert published_row("fnet", "fnet/text").text("listops") == "35.33"
+    # Each protocol's own row, never another's; none for custom runs.
+    assert published_row("fnet", "nystrom/listops").accuracy["listops"] == 36.5
+    assert published_row("fnet", "xformers/listops").source == XFORMERS
+    assert published_row("transformer", "nystrom").accuracy["listops"] == 37.10  # the paper's, not Butterfly_Acc's
+    assert published_row("fnet", "lra/listops") is None and published_row("fnet", "custom") is None
     # Every model of the LRA and FNet papers is one of our model configs (S4 and Mega need not be).
     ours = {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
     assert {r.model for r in ACCURACY if r.source in (LRA, FNET)} <= ours
@@ -91,6 +110,7 @@ def test_table_numbers_are_the_results_files(tmp_path, capsys):
     assert (out / "leaderboard.md").read_text() in printed
 
     table = read_csv(out / "leaderboard.csv")
+    assert {row["recipe"] for row in table.values()} == {"fnet/listops"}
     assert len(table) == 4
     by_config: dict[tuple, list[dict]] = {}
     for r in records(runs):
@@ -102,7 +122,7 @@ def test_table_numbers_are_the_results_files(tmp_path, capsys):
         assert (row["test_acc_pct_std"] == "") if std is None else float(row["test_acc_pct_std"]) == pytest.approx(std)
         assert float(row["best_val_acc_pct_mean"]) == pytest.approx(expected(group, "best_val_acc")[0])
         assert int(row["n_runs"]) == len(group) and row["seeds"] == " ".join(str(r["seed"]) for r in group)
-        published = primary(key[1]).accuracy[key[0]]
+        published = published_row(key[1], "fnet").accuracy[key[0]]
         assert float(row["published_pct"]) == published
         assert float(row["diff_pct"]) == pytest.approx(mean - published)
 
@@ -110,7 +130,7 @@ def test_table_numbers_are_the_results_files(tmp_path, capsys):
     assert table[("listops", "transformer", "h-tuned")]["selected"] == "1"
     assert table[("listops", "transformer", "h-listops-transformer")]["selected"] == "0"
     fnet_mean, fnet_std = expected(by_config[("listops", "fnet", "h-listops-fnet")], "test_acc")
-    summary = printed.split("## Summary")[1].split("## Runs by configuration")[0]
+    summary = printed.split("## Summary: fnet")[1].split("## Runs by configuration")[0]
     fnet_row = next(line for line in summary.splitlines() if line.startswith("| **fnet**"))
     assert f"| {fnet_mean:.2f} ± {fnet_std:.2f} (3) |" in fnet_row
     tuned_mean = expected(by_config[("listops", "transformer", "h-tuned")], "test_acc")[0]
@@ -127,12 +147,13 @@ def test_five_task_average_and_path_x_apart(tmp_path):
         write_result(runs, task, task=task, model="fnet", test_acc=acc, best_val_acc=acc, config_hash=task)
     out = tmp_path / "board"
     assert report.main([str(runs), "--out", str(out)]) == 0
-    lines = (out / "leaderboard.md").read_text().split("## Summary")[1].splitlines()
+    lines = (out / "leaderboard.md").read_text().split("## Summary: fnet")[1].splitlines()
     ours = next(line for line in lines if line.startswith("| **fnet**")).split(" | ")
     pub = next(line for line in lines if line.startswith("| ↳ published: FNet,")).split(" | ")
     average = statistics.mean(100 * accuracy[t] for t in AVERAGE_TASKS)  # Path-X left out
     assert ours[6] == f"{average:.2f}" and ours[7].startswith("50.00 (1)")
-    assert pub[6] == f"55.30 (Δ {average - primary('fnet').average5():+.2f})" and pub[7].startswith("FAIL")
+    fnet_paper = published_row("fnet", "fnet")
+    assert pub[6] == f"55.30 (Δ {average - fnet_paper.average5():+.2f})" and pub[7].startswith("FAIL")
     assert_png(out / "leaderboard.png")
 
 
@@ -147,6 +168,7 @@ def test_stuck_runs_and_restarts_are_counted_and_shown(tmp_path, capsys):
     assert report.main([str(runs), "--out", str(out)]) == 0
     assert "stuck_at_chance is 'yes', not true or false" in capsys.readouterr().err
     table = read_csv(out / "leaderboard.csv")
+    assert {row["recipe"] for row in table.values()} == {"fnet/listops"}
     fnet, transformer = table[("listops", "fnet", "aaaa")], table[("listops", "transformer", "aaaa")]
     assert (fnet["n_stuck"], fnet["n_restarts"], fnet["n_runs"]) == ("1", "3", "3")
     assert (transformer["n_stuck"], transformer["n_restarts"]) == ("0", "0")
@@ -155,9 +177,9 @@ def test_stuck_runs_and_restarts_are_counted_and_shown(tmp_path, capsys):
     fnet_row = next(line for line in summary.splitlines() if line.startswith("| **fnet**"))
     assert "(3) §1 |" in fnet_row
     assert "§" not in next(line for line in summary.splitlines() if line.startswith("| **transformer**"))
-    header = next(line for line in detail.splitlines() if line.startswith("| task "))
+    header = next(line for line in detail.splitlines() if line.startswith("| recipe | task "))
     assert header.endswith("| stuck | restarts |")
-    fnet_detail = next(line for line in detail.splitlines() if line.startswith("| ListOps | fnet |"))
+    fnet_detail = next(line for line in detail.splitlines() if line.startswith("| fnet/listops | ListOps | fnet |"))
     assert fnet_detail.endswith("| 1 | 3 |")
 
 
@@ -281,6 +303,7 @@ def test_multirun_two_tasks_two_models_two_seeds_builds_the_leaderboard(tmp_path
     assert report.main([str(sweep), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     table = read_csv(out / "leaderboard.csv")
+    assert {row["recipe"] for row in table.values()} == {"lra/listops", "lra/text"}
     assert len(table) == 4  # the two seeds of each (task, model) share one configuration
     for (task, model, config), row in table.items():
         group = [r for r in runs if (r["task"], r["model"], r["config_hash"]) == (task, model, config)]
@@ -290,3 +313,44 @@ def test_multirun_two_tasks_two_models_two_seeds_builds_the_leaderboard(tmp_path
         assert float(row["test_acc_pct_std"]) == pytest.approx(std, rel=1e-12, abs=1e-12)
         assert f"{mean:.2f} ± {std:.2f} (2)" in printed
     assert_png(out / "leaderboard.png")
+
+
+def test_two_recipes_in_one_multirun_each_beside_its_own_published_row(tmp_path, monkeypatch, capsys):
+    """`python train.py -m experiment=nystrom/listops,xformers/listops model=fnet,transformer` (tiny): one summary
+    per protocol, each row beside that protocol's published number, and --recipe keeps one."""
+    data = tmp_path / "data"
+    write_listops(data / "listops-1000")
+    sweep = tmp_path / "multirun" / "recipes"
+    code = train_py([
+        "-m", "experiment=nystrom/listops,xformers/listops", "model=fnet,transformer", f"data_dir={data}",
+        f"hydra.sweep.dir={sweep}", *TINY,
+    ], monkeypatch)
+    assert code == 0
+    assert sorted(r["recipe"] for r in records(sweep)) == ["nystrom/listops"] * 2 + ["xformers/listops"] * 2
+
+    out = tmp_path / "board"
+    assert report.main([str(sweep), "--out", str(out)]) == 0
+    markdown = (out / "leaderboard.md").read_text()
+    nystrom = markdown.split("## Summary: nystrom")[1].split("## ")[0]
+    xformers = markdown.split("## Summary: xformers")[1].split("## ")[0]
+    published = {
+        block: [line for line in text.splitlines() if line.startswith("| ↳ published:")]
+        for block, text in (("nystrom", nystrom), ("xformers", xformers))
+    }
+    labels = [line.split(",")[0] for line in published["nystrom"]]
+    assert labels == ["| ↳ published: FNet", "| ↳ published: Transformer"]
+    assert all("Butterfly_Acc" in line for line in published["nystrom"][:1])
+    assert "| 36.50 (Δ" in published["nystrom"][0] and "| 37.10 (Δ" in published["nystrom"][1]
+    assert all("xformers" in line for line in published["xformers"])
+    assert "| 36.29 (Δ" in published["xformers"][0] and "| 37.50 (Δ" in published["xformers"][1]
+    table = read_csv(out / "leaderboard.csv")
+    assert sorted(float(row["published_pct"]) for row in table.values()) == [36.29, 36.5, 37.1, 37.5]
+
+    only = tmp_path / "only"
+    assert report.main([str(sweep), "--out", str(only), "--recipe", "xformers"]) == 0
+    text = (only / "leaderboard.md").read_text()
+    assert "## Summary: xformers" in text and "## Summary: nystrom" not in text and "Butterfly_Acc" not in text
+    assert {row["recipe"] for row in read_csv(only / "leaderboard.csv").values()} == {"xformers/listops"}
+    capsys.readouterr()
+    assert report.main([str(sweep), "--out", str(only), "--recipe", "skyformer"]) == 1
+    assert "--recipe skyformer: no run has that recipe; the runs' recipes: nystrom, xformers" in capsys.readouterr().err

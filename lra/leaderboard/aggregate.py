@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from lra.leaderboard.load import Run
-from lra.published import AVERAGE_TASKS, TASKS, PublishedAccuracy, primary
+from lra.published import AVERAGE_TASKS, RECIPES, TASKS, PublishedAccuracy, published_row, recipe_family
 
 
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -19,14 +19,19 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 @dataclass
 class Entry:
-    """The runs (seeds) of one configuration of one model on one task."""
+    """The runs (seeds) of one configuration of one model on one task, under one recipe."""
 
     task: str
     model: str
     config_hash: str
+    recipe: str = "custom"
     runs: list[Run] = field(default_factory=list)
-    selected: bool = False  # the configuration shown in the summary for this (task, model)
-    n_configs: int = 1  # configurations of this (task, model)
+    selected: bool = False  # the configuration shown in the summary for this (recipe family, task, model)
+    n_configs: int = 1  # configurations of this (recipe family, task, model)
+
+    @property
+    def family(self) -> str:
+        return recipe_family(self.recipe)
 
     def percent(self, key: str) -> tuple[float | None, float | None]:
         return mean_std([100.0 * getattr(run, key) for run in self.runs if getattr(run, key) is not None])
@@ -49,7 +54,8 @@ class Entry:
         return sum(run.restarts for run in self.runs)
 
     def published(self) -> PublishedAccuracy | None:
-        return primary(self.model)
+        """The published row of the same protocol: never another protocol's."""
+        return published_row(self.model, self.recipe)
 
     def difference(self) -> float | None:
         row, ours = self.published(), self.percent("headline")[0]
@@ -58,31 +64,45 @@ class Entry:
 
 
 def aggregate(runs: Iterable[Run]) -> list[Entry]:
-    """Group by (task, model, config_hash); mark per (task, model) the configuration with the best mean val acc."""
-    entries: dict[tuple[str, str, str], Entry] = {}
+    """Group by (task, model, config_hash, recipe); mark per (recipe family, task, model) the configuration with the
+    best mean val acc."""
+    entries: dict[tuple[str, str, str, str], Entry] = {}
     for run in runs:
-        key = (run.task, run.model, run.config_hash)
+        key = (run.task, run.model, run.config_hash, run.recipe)
         entries.setdefault(key, Entry(*key)).runs.append(run)
-    by_cell: dict[tuple[str, str], list[Entry]] = {}
+    by_cell: dict[tuple[str, str, str], list[Entry]] = {}
     for entry in entries.values():
-        by_cell.setdefault((entry.task, entry.model), []).append(entry)
+        by_cell.setdefault((entry.family, entry.task, entry.model), []).append(entry)
     for group in by_cell.values():
         best = max(group, key=lambda e: (e.percent("best_val_acc")[0], len(e.runs), e.config_hash))
         best.selected = True
         for entry in group:
             entry.n_configs = len(group)
-    return sorted(entries.values(), key=lambda e: (task_order(e.task), e.model, not e.selected, e.config_hash))
+    return sorted(
+        entries.values(),
+        key=lambda e: (recipe_order(e.family), task_order(e.task), e.model, not e.selected, e.config_hash),
+    )
+
+
+def recipe_order(family: str) -> tuple[int, str]:
+    """The known protocols in RECIPES order, then any other (custom last)."""
+    names = list(RECIPES)
+    return (names.index(family), "") if family in names else (len(names) + (family == "custom"), family)
+
+
+def families(entries: Iterable[Entry]) -> list[str]:
+    return sorted({e.family for e in entries}, key=recipe_order)
 
 
 def task_order(task: str) -> tuple[int, str]:
     return (TASKS.index(task), "") if task in TASKS else (len(TASKS), task)
 
 
-def summary_cells(entries: list[Entry]) -> dict[str, dict[str, Entry]]:
-    """model -> task -> the selected entry."""
+def summary_cells(entries: list[Entry], family: str) -> dict[str, dict[str, Entry]]:
+    """model -> task -> the selected entry, for one recipe family."""
     cells: dict[str, dict[str, Entry]] = {}
     for entry in entries:
-        if entry.selected:
+        if entry.selected and entry.family == family:
             cells.setdefault(entry.model, {})[entry.task] = entry
     return cells
 

@@ -14,6 +14,7 @@ from lra.run.loggers import wandb_logged_in
 REQUIRED = ("task", "model", "seed", "config_hash", "best_val_acc", "test_acc")
 OPTIONAL = (
     "test_acc_last", "steps_per_s", "peak_memory_mb", "n_params", "impl", "val_is_test", "stuck_at_chance", "restarts",
+    "recipe",
 )
 
 
@@ -36,6 +37,7 @@ class Run:
     val_is_test: bool = False
     stuck_at_chance: bool = False  # still at chance when training ended (lra.run.chance)
     restarts: int = 0  # new seeds tried after stuck attempts (on_chance=restart)
+    recipe: str = "custom"  # the experiment it ran (nystrom/listops); results from before recipes existed: custom
 
     @property
     def headline(self) -> float:
@@ -73,6 +75,9 @@ def parse_run(data, source: str) -> Run:
             raise ValueError(f"{key} is {data[key]!r}, not a name")
     if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
         raise ValueError(f"seed is {data['seed']!r}, not an integer")
+    recipe = data.get("recipe", "custom")
+    if not isinstance(recipe, str) or not recipe:
+        raise ValueError(f"recipe is {recipe!r}, not a name")
     stuck, restarts = data.get("stuck_at_chance"), data.get("restarts")
     if stuck is not None and not isinstance(stuck, bool):
         raise ValueError(f"stuck_at_chance is {stuck!r}, not true or false")
@@ -94,6 +99,7 @@ def parse_run(data, source: str) -> Run:
         val_is_test=bool(data.get("val_is_test", False)),
         stuck_at_chance=bool(stuck),
         restarts=restarts or 0,
+        recipe=recipe,
     )
 
 

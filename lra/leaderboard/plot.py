@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lra.atomic import atomic_file
-from lra.leaderboard.aggregate import Entry, average5, summary_cells, task_order
+from lra.leaderboard.aggregate import Entry, average5, families, summary_cells, task_order
 from lra.published import TASK_LABELS
 
 
@@ -20,8 +20,13 @@ class Point:
 
 
 def panels(entries: list[Entry]) -> list[tuple[str, list[Point]]]:
-    """One panel per task, then the 5-task average against Text steps/s (the LRA paper's figure used Text speed)."""
-    cells = summary_cells(entries)
+    """One panel per task, then the 5-task average against Text steps/s (the LRA paper's figure used Text speed).
+    With several recipes, each model's point is labelled `model [recipe]`."""
+    several = len(families(entries)) > 1
+    cells = {
+        (f"{model} [{family}]" if several else model): by
+        for family in families(entries) for model, by in summary_cells(entries, family).items()
+    }
     out = []
     for task in sorted({e.task for e in entries}, key=task_order):
         points = [

@@ -6,8 +6,8 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 
-from lra.leaderboard.aggregate import Entry, average5, summary_cells
-from lra.published import ACCURACY, AVERAGE_TASKS, EFFICIENCY, TASK_LABELS, TASKS, primary
+from lra.leaderboard.aggregate import Entry, average5, families, summary_cells
+from lra.published import ACCURACY, AVERAGE_TASKS, EFFICIENCY, RECIPES, TASK_LABELS, TASKS, published_row
 
 HEADLINE = (
     "Accuracy (%) = test accuracy at the best-validation checkpoint (results.json `test_acc`), mean ± sample std "
@@ -16,7 +16,9 @@ HEADLINE = (
     "Δ = ours − published, in points. Avg (5) = mean over ListOps, Text, Retrieval, Image and Pathfinder, given "
     "all five; Path-X is separate. † = best of several configurations of that (task, model) by mean validation "
     "accuracy (all are in the detail table). §k = k of the runs ended stuck at chance (`stuck_at_chance`); "
-    "restarts = stuck attempts a run replaced by the next seed (`on_chance=restart`)."
+    "restarts = stuck attempts a run replaced by the next seed (`on_chance=restart`). One summary per recipe (the "
+    "protocol a run trained under, results.json `recipe`): our rows sit beside the published rows of the same "
+    "protocol only; `custom` runs (no experiment=) have none."
 )
 
 
@@ -47,9 +49,9 @@ def column_tasks(entries: list[Entry]) -> list[str]:
     return [*AVERAGE_TASKS, *extra]
 
 
-def summary_table(entries: list[Entry]) -> list[str]:
+def summary_table(entries: list[Entry], family: str) -> list[str]:
     tasks = column_tasks(entries)
-    cells = summary_cells(entries)
+    cells = summary_cells(entries, family)
     ranked = sorted(cells, key=lambda m: (average5(cells[m]) is None, -(average5(cells[m]) or 0.0), m))
     rows = []
     for model in ranked:
@@ -60,7 +62,7 @@ def summary_table(entries: list[Entry]) -> list[str]:
             + [accuracy_text(by_task[t]) if t in by_task else "–" for t in tasks]
             + [fmt(ours_avg), accuracy_text(by_task["pathx"]) if "pathx" in by_task else "–"]
         )
-        published = primary(model)
+        published = published_row(model, family)
         if published is None:
             continue
         pub_avg = published.average5()
@@ -88,14 +90,15 @@ def detail_table(entries: list[Entry]) -> list[str]:
         published = e.published()
         pub_text = published.text(e.task) if published else ""
         rows.append([
-            TASK_LABELS.get(e.task, e.task), e.model, e.config_hash + (" †" if e.selected and e.n_configs > 1 else ""),
+            e.recipe, TASK_LABELS.get(e.task, e.task), e.model,
+            e.config_hash + (" †" if e.selected and e.n_configs > 1 else ""),
             len(e.runs), ",".join(map(str, e.seeds)), accuracy_text(e).rsplit(" (", 1)[0],
             fmt(e.percent("best_val_acc")[0]), fmt(e.percent("test_acc_last")[0]), pub_text or "–",
             fmt(e.difference(), sign=True), fmt(e.average("steps_per_s")), fmt(e.average("peak_memory_mb"), 0),
             fmt(e.average("n_params"), 0), e.stuck, e.restarts,
         ])
     header = [
-        "task", "model", "config", "n", "seeds", "test acc %", "best val %", "test acc (last ckpt) %",
+        "recipe", "task", "model", "config", "n", "seeds", "test acc %", "best val %", "test acc (last ckpt) %",
         "published %", "Δ", "steps/s", "peak memory MB", "params", "stuck", "restarts",
     ]
     return table(header, rows)
@@ -104,13 +107,20 @@ def detail_table(entries: list[Entry]) -> list[str]:
 METRIC_LABELS = {"steps_per_s": "steps/s", "peak_memory_gb": "peak memory GB"}
 
 
-def published_tables() -> list[str]:
+def paper_average(row) -> str:
+    if row.average is None:
+        return "–"
+    return f"{row.average:g}" + ("" if row.average_over == 5 else " (6 tasks)")
+
+
+def published_tables(only: str | None = None) -> list[str]:
+    """Every published row, or only those of recipe family `only`."""
     accuracy = table(
-        ["model", "our config", "source", *(TASK_LABELS[t] for t in TASKS), "avg (paper)"],
+        ["recipe", "model", "our config", "source", *(TASK_LABELS[t] for t in TASKS), "avg (paper)"],
         [
-            [row.label + (f" ({row.note})" if row.note else ""), row.model, row.source,
-             *(row.text(t) for t in TASKS), f"{row.average:.2f}" + ("" if row.average_over == 5 else " (6 tasks)")]
-            for row in ACCURACY
+            [row.recipe, row.label + (f" ({row.note})" if row.note else ""), row.model, row.source,
+             *(row.text(t) or "–" for t in TASKS), paper_average(row)]
+            for row in ACCURACY if only is None or row.recipe == only
         ],
     )
     lengths = sorted({length for e in EFFICIENCY for length in e.values})
@@ -125,22 +135,24 @@ def published_tables() -> list[str]:
     return ["## Published accuracy (%)", "", *accuracy, "", "## Published speed and memory", "", *efficiency]
 
 
-def render_markdown(entries: list[Entry], notes: list[str], sources: list[str]) -> str:
+def render_markdown(entries: list[Entry], notes: list[str], sources: list[str], only: str | None = None) -> str:
+    """The report; `only`: the one recipe family it was restricted to (python -m lra.leaderboard --recipe)."""
     n_runs = sum(len(e.runs) for e in entries)
     lines = [
-        "# LRA leaderboard", "", HEADLINE, "",
+        "# LRA leaderboard" + (f": recipe {only}" if only else ""), "", HEADLINE, "",
         f"{n_runs} runs in {len(entries)} configurations, from {', '.join(sources) or 'nowhere'}.", "",
-        "## Summary", "", *summary_table(entries), "",
-        "## Runs by configuration", "", *detail_table(entries), "",
-        *published_tables(), "",
     ]
+    for family in families(entries):
+        about = RECIPES.get(family, "no published table" if family != "custom" else "no experiment: no published row")
+        lines += [f"## Summary: {family} ({about})", "", *summary_table(entries, family), ""]
+    lines += ["## Runs by configuration", "", *detail_table(entries), "", *published_tables(only), ""]
     if notes:
         lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
     return "\n".join(lines)
 
 
 CSV_COLUMNS = (
-    "task", "model", "config_hash", "selected", "n_configs", "n_runs", "seeds",
+    "recipe", "task", "model", "config_hash", "selected", "n_configs", "n_runs", "seeds",
     "test_acc_pct_mean", "test_acc_pct_std", "best_val_acc_pct_mean", "best_val_acc_pct_std",
     "test_acc_last_pct_mean", "published_pct", "published_source", "diff_pct",
     "steps_per_s_mean", "peak_memory_mb_mean", "n_params", "n_stuck", "n_restarts",
@@ -159,7 +171,8 @@ def render_csv(entries: list[Entry]) -> str:
             return "" if x is None else repr(x) if isinstance(x, float) else x
 
         writer.writerow([cell(x) for x in (
-            e.task, e.model, e.config_hash, int(e.selected), e.n_configs, len(e.runs), " ".join(map(str, e.seeds)),
+            e.recipe, e.task, e.model, e.config_hash, int(e.selected), e.n_configs, len(e.runs),
+            " ".join(map(str, e.seeds)),
             *e.percent("headline"), *e.percent("best_val_acc"), e.percent("test_acc_last")[0],
             value if value is not None else ("FAIL" if published and e.task in published.accuracy else None),
             published.source if published else None, e.difference(),

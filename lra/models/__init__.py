@@ -24,7 +24,10 @@ def layer_mixers(mixer: str, n_layers: int, attention_layers: list[int]) -> list
     layers = [mixer] * n_layers
     for index in attention_layers:
         if not -n_layers <= index < n_layers:
-            raise LRAError(f"model.attention_layers has {index}, outside a {n_layers}-layer model")
+            raise LRAError(
+                f"model.attention_layers has {index}, outside a {n_layers}-layer model; use indices in "
+                f"[{-n_layers}, {n_layers - 1}] (e.g. model.attention_layers=[-1])"
+            )
         layers[index] = "attention"
     return layers
 

@@ -95,8 +95,10 @@ class Block(nn.Module):
 
 # cls: a learned CLS token prepended and read; first: position 0 read, no CLS (the release's dual encoder, built
 # with classifier=False); mean: the mean over real positions; mean_all: over every position, padding included (the
-# release's classifier_head, `jnp.mean(encoded, axis=1)`).
-POOLS = ("cls", "first", "mean", "mean_all")
+# release's classifier_head, `jnp.mean(encoded, axis=1)`); mean_zeros: padded positions zeroed after the final norm,
+# then the mean over every position, i.e. the sum over real ones / max_len (the PyTorch ports' `norm(x) * mask`, then
+# `mean(dim=1)`: docs/reference.md#small-protocols).
+POOLS = ("cls", "first", "mean", "mean_all", "mean_zeros")
 
 
 class Encoder(nn.Module):
@@ -161,5 +163,7 @@ class Encoder(nn.Module):
             return x[:, 0]
         if self.pool == "mean_all":
             return x.mean(1)
+        if self.pool == "mean_zeros":
+            return (x * mask[..., None].to(x.dtype)).mean(1)
         weights = mask[..., None].to(x.dtype)
         return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)

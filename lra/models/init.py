@@ -2,7 +2,9 @@
 
 `release` is what the LRA release code initialised (Flax Dense layers there: xavier-uniform kernels, biases drawn
 from N(0, 1e-6); docs/reference.md#init): it changes where training starts, so a reproduction of the published
-numbers uses it. `torch` keeps PyTorch's defaults. Embeddings are N(0, 1) under both, as in the release.
+numbers uses it. `torch` keeps PyTorch's defaults. Token embeddings are N(0, 1) under both, as in the release.
+`small_embed` is what the Nystromformer LRA code and the ports built on it initialised: PyTorch's dense defaults,
+token embeddings N(0, 0.02) (learned positions are N(0, 0.02) under every scheme; docs/reference.md#small-protocols).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from torch import nn
 from lra.errors import LRAError
 from lra.models.mixers.base import HeadedMixer
 
-INITS = ("torch", "release")
+INITS = ("torch", "release", "small_embed")
 
 
 def initialise(module: nn.Module, scheme: str) -> nn.Module:
@@ -30,4 +32,8 @@ def initialise(module: nn.Module, scheme: str) -> nn.Module:
             if isinstance(layer, HeadedMixer):
                 for part in layer.qkv.weight.data.chunk(len(layer.roles), dim=0):
                     nn.init.xavier_uniform_(part)
+    if scheme == "small_embed":
+        for layer in module.modules():
+            if isinstance(layer, nn.Embedding):
+                nn.init.normal_(layer.weight, std=0.02)
     return module

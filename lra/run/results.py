@@ -20,7 +20,7 @@ UNHASHED = (
 # Also free to change when resuming: how long to train and how the machine reads data.
 RESUMABLE = ("trainer.max_steps", "trainer.enable_progress_bar", "task.num_workers")
 FIELDS = (
-    "task", "model", "seed", "first_seed", "restarts", "stuck_at_chance", "impl", "best_val_acc", "test_acc",
+    "task", "model", "seed", "first_seed", "restarts", "stuck_at_chance", "recipe", "impl", "best_val_acc", "test_acc",
     "test_acc_last", "val_is_test", "steps_per_s", "peak_memory_mb", "n_params", "step", "skipped_steps",
     "config_hash", "git_commit",
 )

@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lra.models.mixers.base import ssm_parameters
-from lra.run.schedules import schedule
+from lra.run.schedules import scheduler
 
 
 class LRATask(pl.LightningModule):
@@ -82,6 +82,5 @@ class LRATask(pl.LightningModule):
         optimizer = torch.optim.AdamW(
             self.param_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
         )
-        multiplier = schedule(hp.schedule, hp.warmup_steps, hp.total_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        lr_scheduler = scheduler(optimizer, hp.schedule, hp.warmup_steps, hp.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}

@@ -154,6 +154,7 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, first_seed: int, restarts: i
             "first_seed": first_seed,
             "restarts": restarts,
             "stuck_at_chance": chance.stuck,
+            "recipe": cfg.get("recipe", "custom"),
             "impl": cfg.model.impl,
             **evaluate(trainer, task, datamodule, best, last),
             # Validation on the test set (Text as LRA ran it) makes the best-val choice a choice on test.

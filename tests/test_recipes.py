@@ -1,0 +1,138 @@
+"""The named protocols (conf/experiment/<recipe>/<task>.yaml): each composes for every task and model, records its
+name, and carries the values its source states (docs/reference.md#small-protocols)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from lra.errors import LRAError
+from lra.models import build_model
+from lra.models.encoder import Encoder
+from lra.run.config import CONF_DIR, choices
+from lra.run.schedules import LinearOneCycle, linear
+
+MODELS = choices(CONF_DIR, "model")
+RECIPES = sorted({name.split("/")[0] for name in choices(CONF_DIR, "experiment") if "/" in name})
+# Top-level recipe files (<recipe>/<task>); <recipe>/<task>/<model> files are per-model overlays.
+RECIPE_TASKS = [name for name in choices(CONF_DIR, "experiment") if name.count("/") == 1]
+
+# From the sources, not from our configs: (max_steps, warmup, batch, max_len, lr) per task.
+# Nystromformer LRA/code/lra_config.py; Skyformer src/config.py and paper section 5; xformers config_nystrom.json.
+STATED = {
+    "nystrom": {
+        "listops": (5000, 1000, 32, 2000, 1e-4), "text": (20000, 8000, 32, 4000, 1e-4),
+        "retrieval": (30000, 800, 32, 4000, 1e-4), "image": (35000, 175, 256, 1024, 1e-4),
+        "pathfinder": (62400, 312, 256, 1024, 1e-4),
+    },
+    "skyformer": {
+        "listops": (50000, 1000, 32, 2000, 1e-4), "text": (50000, 80, 16, 4000, 1e-4),
+        "retrieval": (50000, 800, 16, 4000, 2e-4), "image": (50000, 175, 256, 1024, 1e-4),
+        "pathfinder": (50000, 312, 128, 1024, 2e-4),
+    },
+    "xformers": {
+        "listops": (10000, 1000, 32, 2048, 1e-4), "text": (20000, 8000, 32, 4096, 1e-4),
+        "retrieval": (30000, 800, 32, 4096, 1e-4), "image": (35000, 175, 256, 1024, 1e-4),
+        "pathfinder": (62400, 312, 256, 1024, 1e-4),
+    },
+}
+
+
+def test_recipes_under_test_are_the_config_groups():
+    assert {"lra", "fnet", "s4", "nystrom", "skyformer", "xformers"} <= set(RECIPES)
+    for recipe, tasks in STATED.items():
+        assert sorted(tasks) == sorted(name.split("/")[1] for name in RECIPE_TASKS if name.startswith(recipe + "/"))
+
+
+def models_to_compose(name: str) -> list[str]:
+    """Every model for the small protocols; for the others (whose every model also trains in test_release_e2e or
+    has its own overlay file) the default, FNet, and each model with an overlay `<recipe>/<task>/<model>.yaml`."""
+    if name.split("/")[0] in STATED:
+        return MODELS
+    overlays = [p.stem for p in (CONF_DIR / "experiment" / name).glob("*.yaml")]
+    return sorted({"transformer", "fnet", *overlays})
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_composes_for_every_task_and_model(recipe):
+    """`python train.py experiment=<recipe>/<task> model=<m>` composes and builds its model, recording its recipe."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for name in (n for n in RECIPE_TASKS if n.startswith(recipe + "/")):
+            for model in models_to_compose(name):
+                cfg = compose(config_name="train", overrides=[f"experiment={name}", f"model={model}"])
+                assert cfg.recipe == name, f"conf/experiment/{name}.yaml must set `recipe: {name}`"
+                assert cfg.model.name == model
+                if recipe in STATED:
+                    steps, warmup, batch, max_len, lr = STATED[recipe][cfg.task.name]
+                    got = (cfg.trainer.max_steps, cfg.optim.warmup_steps, cfg.task.batch_size, cfg.task.max_len)
+                    assert got == (steps, warmup, batch, max_len), name
+                    assert cfg.optim.lr == lr and cfg.optim.schedule == "linear" and cfg.optim.weight_decay == 0
+                    assert (cfg.model.n_layers, cfg.model.d_model, cfg.model.d_ff, cfg.model.n_heads) == (2, 64, 128, 2)
+                    assert cfg.model.norm == "pre" and cfg.model.pos == "learned" and cfg.model.impl == "paper"
+                    assert list(cfg.optim.betas) == [0.9, 0.999] and cfg.optim.eps == 1e-6
+                if len(cfg.model.attention_layers) > cfg.model.n_layers:  # fnet_hybrid on a 1-layer recipe (Image)
+                    with pytest.raises(LRAError, match=r"outside a 1-layer model; use indices in \[-1, 0\]"):
+                        build_model(cfg.model, cfg.task)
+                    continue
+                build_model(cfg.model, cfg.task)
+
+
+def test_no_experiment_is_custom():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        assert compose(config_name="train", overrides=["task=text"]).recipe == "custom"
+
+
+def test_xformers_reads_cls_on_the_text_tasks_and_the_others_mean():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        pools = {
+            name: compose(config_name="train", overrides=[f"experiment={name}"]).model.pool
+            for name in RECIPE_TASKS if name.split("/")[0] in STATED
+        }
+    expected = {
+        name: "cls" if name.startswith("xformers/") and name.split("/")[1] in ("listops", "text", "retrieval")
+        else "mean_zeros"
+        for name in pools
+    }
+    assert pools == expected
+
+
+def test_linear_schedule_is_torchs_one_cycle_lr_and_beta1():
+    def optimizer():
+        return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-4, betas=(0.9, 0.999))
+
+    theirs, ours = optimizer(), optimizer()
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        theirs, max_lr=1e-4, pct_start=300 / 2000, anneal_strategy="linear", total_steps=2000
+    )
+    scheduler = LinearOneCycle(ours, warmup=300, total=2000)
+    for _ in range(2000):
+        assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-9, abs=1e-18)
+        assert ours.param_groups[0]["betas"] == pytest.approx(theirs.param_groups[0]["betas"], abs=1e-12)
+        theirs.step(), ours.step(), reference.step(), scheduler.step()
+    # Past the planned end (a resume with a larger max_steps) it holds the final value instead of raising.
+    assert linear(5000, 300, 2000) == linear(1999, 300, 2000) == pytest.approx(1 / 25 / 1e4)
+    assert linear(0, 300, 2000) == pytest.approx(1 / 25) and linear(299, 300, 2000) == 1.0
+
+
+def test_mean_zeros_pool_is_the_real_positions_sum_over_max_len():
+    torch.manual_seed(0)
+    kwargs = dict(layers=["fourier"], vocab_size=9, max_len=12, d_model=8, n_heads=2, d_ff=16, dropout=0.0,
+                  attn_dropout=0.0, norm="pre", pos="learned")
+    zeros, mean = Encoder(pool="mean_zeros", **kwargs).eval(), Encoder(pool="mean", **kwargs).eval()
+    mean.load_state_dict(zeros.state_dict())
+    ids = torch.randint(1, 9, (3, 12))
+    mask = torch.arange(12)[None] < torch.tensor([[12], [7], [3]])
+    ids = ids * mask
+    n_real = mask.sum(1, keepdim=True).float()
+    torch.testing.assert_close(zeros(ids, mask), mean(ids, mask) * n_real / 12)
+
+
+def test_small_embed_init_draws_token_embeddings_at_std_002():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=nystrom/text", "model=transformer"])
+    model = build_model(cfg.model, cfg.task)
+    tokens = model.encoder.embed.tokens.weight
+    assert 0.018 < tokens.std().item() < 0.022
+    feed_forward = model.encoder.blocks[0].ffn[0]  # PyTorch's default: bias uniform in +-1/sqrt(fan_in), not ~0
+    assert 0.5 / 8 < feed_forward.bias.abs().max().item() <= 1 / 8
