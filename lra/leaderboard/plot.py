@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lra.atomic import atomic_file
 from lra.leaderboard.aggregate import Entry, average5, families, summary_cells, task_order
 from lra.published import TASK_LABELS
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 @dataclass
@@ -43,13 +47,45 @@ def panels(entries: list[Entry]) -> list[tuple[str, list[Point]]]:
     return out
 
 
+# Where the speed axis is labelled, coarsest first: mantissa x 10^k.
+MANTISSAS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
+
+
+def log_ticks(low: float, high: float, mantissas: tuple[float, ...]) -> list[float]:
+    """Mantissa x 10^k for every decade that [low, high] touches, ascending."""
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    return [m * 10.0**k for k in decades for m in mantissas]
+
+
+def speed_axis(ax: Axes) -> None:
+    """Log-scale steps/s axis: plain-number labels (0.5, 1, 2, 10) at decades, 1-2-5 or 1-9 values, the coarsest
+    that puts three inside the limits; minor ticks unlabelled. Labelled minors overlap, and a range within a decade
+    may hold no decade tick. Call after plotting, since the labels follow the data's limits; limits holding under
+    two labels are widened to the nearest ones outside them."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    for mantissas in MANTISSAS:
+        values = log_ticks(low, high, mantissas)
+        inside = [v for v in values if low <= v <= high]
+        if len(inside) >= 3:
+            break
+    if len(inside) < 2:
+        low, high = max(v for v in values if v <= low), min(v for v in values if v >= high)
+        ax.set_xlim(low, high)
+        inside = [v for v in values if low <= v <= high]
+    ax.xaxis.set_major_locator(FixedLocator(inside))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot(entries: list[Entry], path: Path) -> None:
     """Accuracy against training steps/s, marker area ~ peak memory (hollow: memory not recorded)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
 
     groups = panels(entries)
     ncols = min(3, max(len(groups), 1))
@@ -71,9 +107,7 @@ def plot(entries: list[Entry], path: Path) -> None:
             ax.annotate(p.model, (p.speed, p.accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
         if shown:
             ax.margins(x=0.2, y=0.15)
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(ScalarFormatter())
+            speed_axis(ax)
         missing = sorted(p.model for p in points if not p.speed)
         if missing:
             ax.text(0.01, 0.01, "no steps/s: " + ", ".join(missing), transform=ax.transAxes, fontsize=7, va="bottom")

@@ -2,30 +2,67 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import resource
 import sys
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
+from lra.bench.memory import proc_status_kb
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated on GPU; the process's peak resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+# Writing "5" here resets the process's VmHWM (peak resident set size) to its current RSS (Linux only).
+CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 class Throughput(pl.Callback):
-    """Training steps/s over the steps after `warmup` (validation time excluded), and peak memory."""
+    """Training steps/s over the steps after `warmup` (validation time excluded), and this fit's peak memory.
+
+    Several runs can share one process (a Hydra multirun), so the memory peak is reset when fit starts and read when
+    it ends: CUDA `max_memory_allocated`; on CPU the process's peak RSS since the reset (Linux VmHWM after
+    /proc/self/clear_refs), which counts what the process already held at the start (the run's own model and data,
+    and whatever an earlier run left resident). Where the reset is refused (not Linux, some containers) it is the
+    process's lifetime peak (`ru_maxrss`), and `memory_method` says so.
+    """
 
     def __init__(self, warmup: int = 5) -> None:
         self.warmup = warmup
         self.steps = 0
         self.seconds = 0.0
         self.started = 0.0
+        self.memory_method: str | None = None
+        self.peak_memory_mb: float | None = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        device = pl_module.device
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            self.memory_method = "cuda_max_allocated"
+            return
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand back heap an earlier run freed, so it is not counted
+        try:
+            CLEAR_REFS.write_text("5")
+            self.memory_method = "vmhwm_reset"
+        except OSError:
+            self.memory_method = "ru_maxrss_lifetime"
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        device = pl_module.device
+        if device.type == "cuda":
+            self.peak_memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
+            return
+        peak_kb = proc_status_kb("VmHWM") if self.memory_method == "vmhwm_reset" else None
+        if peak_kb is None:
+            self.memory_method = "ru_maxrss_lifetime"
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak_kb = rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, KiB on Linux
+        self.peak_memory_mb = peak_kb / 2**10
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.started = time.perf_counter()

@@ -21,8 +21,8 @@ UNHASHED = (
 RESUMABLE = ("trainer.max_steps", "trainer.enable_progress_bar", "task.num_workers")
 FIELDS = (
     "task", "model", "seed", "first_seed", "restarts", "stuck_at_chance", "recipe", "impl", "best_val_acc", "test_acc",
-    "test_acc_last", "val_is_test", "steps_per_s", "peak_memory_mb", "n_params", "step", "skipped_steps",
-    "config_hash", "git_commit",
+    "test_acc_last", "val_is_test", "steps_per_s", "peak_memory_mb", "memory_method", "n_params", "step",
+    "skipped_steps", "config_hash", "git_commit",
 )
 
 

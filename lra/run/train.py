@@ -16,7 +16,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lra.data.base import LRADataModule
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
-from lra.run.callbacks import Throughput, peak_memory_mb
+from lra.run.callbacks import Throughput
 from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
 from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, requeued, resume_path
 from lra.run.guards import NonFiniteGuard
@@ -160,7 +160,8 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, first_seed: int, restarts: i
             # Validation on the test set (Text as LRA ran it) makes the best-val choice a choice on test.
             "val_is_test": cfg.task.get("val_split") == "test",
             "steps_per_s": throughput.steps_per_s(),
-            "peak_memory_mb": peak_memory_mb(task.device),
+            "peak_memory_mb": throughput.peak_memory_mb,
+            "memory_method": throughput.memory_method,
             "n_params": count_parameters(model),
             "step": trainer.global_step,
             "skipped_steps": guard.skipped,
