@@ -1,4 +1,5 @@
-"""What several test files share that is not a fixture: tiny-run overrides and `python train.py` in this process.
+"""What several test files share that is not a fixture: tiny-run overrides and `python train.py` (in this process,
+or as its own).
 
 Fixtures live in conftest.py; the tiny source files in the real task formats, and a fixture maker per task
 config, in task_fixtures.py.
@@ -6,6 +7,8 @@ config, in task_fixtures.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,3 +63,12 @@ def train_py(argv: list[str], monkeypatch) -> int:
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
     return 0
+
+
+def start(args: list[str], wandb: str = "disabled") -> subprocess.Popen:
+    """`python train.py ARGS` as its own process (to be killed, signalled), its output piped."""
+    env = {**os.environ, "WANDB_MODE": wandb, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -183,6 +183,21 @@ def test_stuck_runs_and_restarts_are_counted_and_shown(tmp_path, capsys):
     assert fnet_detail.endswith("| 1 | 3 |")
 
 
+def test_self_pretrained_runs_are_their_own_row_beside_the_model_from_scratch(tmp_path):
+    runs = tmp_path / "runs"
+    write_result(runs, "scratch", model="transformer", test_acc=0.4)
+    spt = {"objective": "mlm", "steps": 100, "mask_rate": 0.1, "loss": 1.5, "acc": 0.4, "from": None}
+    write_result(runs, "spt", model="transformer", test_acc=0.6, config_hash="bbbb", pretrain=spt)
+    out = tmp_path / "board"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    table = read_csv(out / "leaderboard.csv")
+    assert table[("listops", "transformer", "aaaa")]["test_acc_pct_mean"] == "40.0"
+    assert table[("listops", "transformer +SPT", "bbbb")]["test_acc_pct_mean"] == "60.0"
+    summary = (out / "leaderboard.md").read_text().split("## Summary")[1].split("## Runs by configuration")[0]
+    rows = [line for line in summary.splitlines() if line.startswith("| **transformer")]
+    assert [row.split("|")[1].strip() for row in rows] == ["**transformer**", "**transformer +SPT**"]
+
+
 def test_malformed_results_are_skipped_with_one_line_each(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_result(runs, "good")

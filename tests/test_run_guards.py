@@ -16,8 +16,8 @@ def poison_at(monkeypatch, step: int, target: str) -> None:
     """Make the model produce NaN at one training step: a weight (`weight`) or only that step's loss (`loss`)."""
     build = lra.run.train.build_model
 
-    def build_poisoned(model_cfg, task_cfg):
-        model = build(model_cfg, task_cfg)
+    def build_poisoned(model_cfg, task_cfg, **options):
+        model = build(model_cfg, task_cfg, **options)
         calls = {"n": 0}
 
         def hook(module, args, output):

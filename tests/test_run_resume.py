@@ -3,10 +3,8 @@ checkpoints on disk that are corrupt, from another configuration, or in a reused
 
 import errno
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from lra.run.checkpoints import AtomicCheckpointIO, newest_checkpoint
 from lra.run.config import compose_train
 from lra.run.loggers import build_loggers
 from lra.run.train import run
-from tests.helpers import ROOT, tiny_run_overrides
+from tests.helpers import start, tiny_run_overrides
 from tests.task_fixtures import write_listops
 
 
@@ -29,14 +27,6 @@ def long_run_args(data_dir: Path, out: Path) -> list[str]:
         *tiny_run_overrides(data_dir, out, steps=240), "trainer.val_check_interval=20", "checkpoint_every=10",
         "trainer.deterministic=true", "task.max_len=32", "task.batch_size=12", "model.dropout=0.1",
     ]
-
-
-def start(args: list[str], wandb: str = "disabled") -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": wandb, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "train.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for_checkpoint(proc: subprocess.Popen, directory: Path, timeout: float = 240) -> None:

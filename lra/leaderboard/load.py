@@ -14,8 +14,15 @@ from lra.run.loggers import wandb_logged_in
 REQUIRED = ("task", "model", "seed", "config_hash", "best_val_acc", "test_acc")
 OPTIONAL = (
     "test_acc_last", "steps_per_s", "peak_memory_mb", "n_params", "impl", "val_is_test", "stuck_at_chance", "restarts",
+<<<<<<< HEAD
     "recipe",
+=======
+    "pretrain",
+>>>>>>> spt
 )
+# The model's label for a self-pretrained run (results.json has a `pretrain` record: lra.run.pretrain), so that it
+# is its own row beside the same model trained from scratch.
+PRETRAINED = "{model} +SPT"
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ def parse_run(data, source: str) -> Run:
         raise ValueError(f"restarts is {restarts!r}, not a non-negative integer")
     return Run(
         task=data["task"],
-        model=data["model"],
+        model=PRETRAINED.format(model=data["model"]) if data.get("pretrain") else data["model"],
         seed=data["seed"],
         config_hash=data["config_hash"],
         best_val_acc=float(_number(data["best_val_acc"], "best_val_acc", 0.0, 1.0)),

@@ -32,13 +32,16 @@ def layer_mixers(mixer: str, n_layers: int, attention_layers: list[int]) -> list
     return layers
 
 
-def build_model(model: Mapping, task: Mapping) -> Classifier:
-    """Build the classifier for `task` (vocab, max_len, classes, dual) from a model config."""
+def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Classifier:
+    """Build the classifier for `task` (vocab, max_len, classes, dual) from a model config.
+
+    `mask_token`: one more embedding row, id `task.vocab_size`, for the [MASK] token of self-pretraining
+    (lra.run.pretrain); both stages build it, so the pretrained encoder loads into the fine-tuned one as it is."""
     cfg = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
     options = {k: v for k, v in cfg.items() if k not in BASE_KEYS}
     encoder = Encoder(
         layers=layer_mixers(cfg["mixer"], cfg["n_layers"], list(cfg.get("attention_layers") or [])),
-        vocab_size=task["vocab_size"],
+        vocab_size=task["vocab_size"] + int(mask_token),
         max_len=task["max_len"],
         d_model=cfg["d_model"],
         n_heads=cfg["n_heads"],

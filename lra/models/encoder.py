@@ -102,7 +102,7 @@ POOLS = ("cls", "first", "mean", "mean_all", "mean_zeros")
 
 
 class Encoder(nn.Module):
-    """Maps token ids [B, L] to one pooled vector [B, D].
+    """Maps token ids [B, L] to one pooled vector [B, D] (`features`, then `pooling`).
 
     `layers` names each block's mixer (a hybrid mixes names); `mixer_options` maps a mixer name to its options.
     `resizers` holds, by layer index, the modules that change the sequence before a layer (a mixer's `resizer`).
@@ -147,7 +147,14 @@ class Encoder(nn.Module):
                 self.resizers[str(index)] = resizer
         self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, ids: torch.Tensor, mask: torch.Tensor, resize: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-position outputs [B, L', D] and their mask [B, L'], CLS first under pool=cls.
+
+        L' is shorter than the input after a resizer (the Fourier Transformer's spectral shortening); `resize=False`
+        skips the resizers, so that every token keeps its own position (the Fourier Transformer's have no weights:
+        its every weight still trains)."""
         if self.zero_is_pad:  # the release's `padding_mask = inputs > 0`: black pixels are padding too
             mask = mask & (ids > 0)
         x, mask = self.embed(ids, mask)
@@ -155,10 +162,19 @@ class Encoder(nn.Module):
             mask = torch.cat([mask[:, 1:2], mask[:, 1:]], dim=1)
         state: dict = {}
         for index, block in enumerate(self.blocks):
-            if str(index) in self.resizers:
+            if resize and str(index) in self.resizers:
                 x, mask = self.resizers[str(index)](x, mask)
             x = block(x, mask, state)
-        x = self.final_norm(x)
+        return self.final_norm(x), mask
+
+    def token_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One output per input token [B, L, D], for per-token objectives (self-pretraining, lra.run.pretrain):
+        no resizing, and the CLS position dropped."""
+        x, _ = self.features(ids, mask, resize=False)
+        return x[:, int(self.embed.cls is not None):]
+
+    def pooling(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, L', D] features -> [B, D] by `pool`."""
         if self.pool in ("cls", "first"):
             return x[:, 0]
         if self.pool == "mean_all":
@@ -167,3 +183,6 @@ class Encoder(nn.Module):
             return (x * mask[..., None].to(x.dtype)).mean(1)
         weights = mask[..., None].to(x.dtype)
         return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.pooling(*self.features(ids, mask))

@@ -45,11 +45,15 @@ def checkpoint_callbacks(directory: Path, every: int) -> tuple[ModelCheckpoint, 
     best = ModelCheckpoint(
         dirpath=directory, filename="best-step{step}", auto_insert_metric_name=False, monitor="val/acc", mode="max"
     )
-    periodic = ModelCheckpoint(
+    return best, periodic_checkpoint(directory, every)
+
+
+def periodic_checkpoint(directory: Path, every: int) -> ModelCheckpoint:
+    """step<N>.ckpt every `every` training steps, the newest two kept: the resume points."""
+    return ModelCheckpoint(
         dirpath=directory, filename=PERIODIC, auto_insert_metric_name=False, every_n_train_steps=every,
         monitor="step", mode="max", save_top_k=2,
     )
-    return best, periodic
 
 
 class RefusedCheckpoint(LRAError):

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from lra.errors import LRAError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-GROUPS = ("task", "model", "trainer", "logger", "experiment", "hparams_search")
+GROUPS = ("task", "model", "trainer", "logger", "pretrain", "experiment", "hparams_search")
 
 
 def choices(conf_dir: Path, group: str) -> list[str]:

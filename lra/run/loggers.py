@@ -38,9 +38,10 @@ def set_wandb_mode() -> str:
     return os.environ["WANDB_MODE"]
 
 
-def build_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
+def build_loggers(cfg: DictConfig | None, run_dir: Path, save_dir: Path | None = None) -> list[Logger]:
     """Instantiate every logger under `cfg.logger` (a dict of `_target_` configs, lightning-hydra-template style);
-    a W&B logger resumes the run directory's W&B run unless its config names an `id`."""
+    a W&B logger resumes the run directory's W&B run unless its config names an `id`. `save_dir` moves the other
+    loggers' files (CSV) elsewhere: a second stage's CSV logger would replace the first one's metrics.csv."""
     if not cfg:
         return []
     loggers = []
@@ -50,6 +51,8 @@ def build_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
         if "Wandb" in str(c["_target_"]):
             set_wandb_mode()
             loggers.append(hydra.utils.instantiate(c, id=c.get("id") or wandb_id(run_dir), resume="allow"))
+        elif save_dir is not None and "save_dir" in c:
+            loggers.append(hydra.utils.instantiate(c, save_dir=str(save_dir)))
         else:
             loggers.append(hydra.utils.instantiate(c))
     return loggers

@@ -23,9 +23,10 @@ class Preempted(Exception):
 class Preemption(pl.Callback):
     """Records the signal; at the end of the current training step saves `last.ckpt` and stops the trainer."""
 
-    def __init__(self, checkpoint: Path, requeue: bool) -> None:
+    def __init__(self, checkpoint: Path, requeue: bool, run_dir: Path | None = None) -> None:
         self.checkpoint = checkpoint
         self.requeue = requeue
+        self.run_dir = checkpoint.parent.parent if run_dir is None else run_dir  # what the resume command names
         self.signum: int | None = None
         self.saved_at: int | None = None
         self.previous: dict[int, object] = {}
@@ -59,6 +60,6 @@ class Preemption(pl.Callback):
         how = (
             f"requeued SLURM job {job}; it resumes by itself when it restarts"
             if self.requeue and job
-            else f"resume with the same command plus hydra.run.dir={self.checkpoint.parent.parent} resume=auto"
+            else f"resume with the same command plus hydra.run.dir={self.run_dir} resume=auto"
         )
         return Preempted(f"stopped by {name} at step {self.saved_at}: checkpoint {self.checkpoint}; {how}", self.signum)

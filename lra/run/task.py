@@ -65,22 +65,31 @@ class LRATask(pl.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.step(batch, "test")
 
-    def param_groups(self) -> list[dict]:
-        """Decoupled weight decay on every parameter, as the released LRA (flax) optimizer did, except the ones
-        mixers declare in `ssm_params`: those form a second group with `ssm_lr` (None = lr) and no weight decay."""
-        hp = self.hparams
-        ssm = ssm_parameters(self.model)
-        ids = {id(p) for p in ssm}
-        groups = [{"params": [p for p in self.parameters() if id(p) not in ids]}]
-        if ssm:
-            lr = hp.lr if hp.get("ssm_lr") is None else hp.ssm_lr
-            groups.append({"params": ssm, "lr": lr, "weight_decay": 0.0})
-        return groups
-
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            self.param_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
-        )
-        lr_scheduler = scheduler(optimizer, hp.schedule, hp.warmup_steps, hp.total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+        return adamw(self, self.hparams)
+
+
+def param_groups(module: nn.Module, lr: float, ssm_lr: float | None) -> list[dict]:
+    """Decoupled weight decay on every parameter, as the released LRA (flax) optimizer did, except the ones
+    mixers declare in `ssm_params`: those form a second group with `ssm_lr` (None = lr) and no weight decay."""
+    ssm = ssm_parameters(module)
+    ids = {id(p) for p in ssm}
+    groups = [{"params": [p for p in module.parameters() if id(p) not in ids]}]
+    if ssm:
+        groups.append({"params": ssm, "lr": lr if ssm_lr is None else ssm_lr, "weight_decay": 0.0})
+    return groups
+
+
+def adamw(module: nn.Module, hp, name: str | None = None) -> dict:
+    """AdamW with a per-step LR schedule from `hp` (lr, weight_decay, betas, eps, ssm_lr, schedule, warmup_steps,
+    total_steps): what `configure_optimizers` returns, for fine-tuning and self-pretraining alike. `name` labels
+    the learning rate in the logs (LearningRateMonitor)."""
+    optimizer = torch.optim.AdamW(
+        param_groups(module, hp.lr, hp.get("ssm_lr")), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps,
+        weight_decay=hp.weight_decay,
+    )
+    lr_scheduler = scheduler(optimizer, hp.schedule, hp.warmup_steps, hp.total_steps)
+    stepped = {"scheduler": lr_scheduler, "interval": "step"}
+    if name is not None:
+        stepped["name"] = name
+    return {"optimizer": optimizer, "lr_scheduler": stepped}

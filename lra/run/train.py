@@ -22,6 +22,7 @@ from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_c
 from lra.run.guards import NonFiniteGuard
 from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
 from lra.run.preemption import Preemption
+from lra.run.pretrain import Pretrained, self_pretrain
 from lra.run.results import config_hash, git_commit, resume_fingerprint, write_results
 from lra.run.task import LRATask
 from lra.run.validate import check_config, check_dataset_size
@@ -87,10 +88,12 @@ def with_restarts(cfg: DictConfig, output_dir: Path) -> float:
     first_seed = int(cfg.seed)
     resuming = cfg.resume == "auto" or cfg.ckpt_path is not None or requeued()
     seed, restarts = attempt(output_dir, first_seed, resuming)
+    # pretrain=mlm: once, with the first seed; a restart fine-tunes the same pretrained encoder with the next seed.
+    pretrained = self_pretrain(cfg, output_dir, resuming, build_datamodule)
     while True:
         this = copy.deepcopy(cfg)
         this.seed = seed
-        best_val = fit_and_test(this, output_dir, first_seed, restarts)
+        best_val = fit_and_test(this, output_dir, first_seed, restarts, pretrained)
         if best_val is not None:
             return best_val
         restarts += 1
@@ -102,11 +105,17 @@ def with_restarts(cfg: DictConfig, output_dir: Path) -> float:
         cfg.ckpt_path, cfg.resume = None, None  # the next seed starts afresh
 
 
-def fit_and_test(cfg: DictConfig, output_dir: Path, first_seed: int, restarts: int) -> float | None:
-    """One attempt; None when it was stuck at chance and on_chance=restart has restarts left."""
+def fit_and_test(
+    cfg: DictConfig, output_dir: Path, first_seed: int, restarts: int, pretrained: Pretrained | None = None
+) -> float | None:
+    """One attempt (from the `pretrained` encoder, if any); None when it was stuck at chance and on_chance=restart
+    has restarts left."""
     pl.seed_everything(cfg.seed, workers=True)
     checkpoints = output_dir / "checkpoints"
-    model = build_model(cfg.model, cfg.task)  # first: a bad model option stops before any data is read
+    # First: a bad model option stops before any data is read. Self-pretrained: that encoder, a fresh head.
+    model = build_model(cfg.model, cfg.task, mask_token=pretrained is not None)
+    if pretrained is not None:
+        pretrained.load_into(model.encoder)
     datamodule = build_datamodule(cfg.task, cfg.seed)
     # Every process calls it (every DDP rank, every job of an array): under the cache's lock one builds what is
     # missing and the others wait, then read the published cache (lra.data.base.LRADataModule.prepare_data).
@@ -168,6 +177,8 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, first_seed: int, restarts: i
             "config_hash": config_hash(cfg),
             "git_commit": git_commit(),
         }
+        if pretrained is not None:
+            results["pretrain"] = pretrained.record
         if trainer.is_global_zero:  # under DDP every rank evaluates; one writes
             path = write_results(output_dir, results)
             for logger in loggers:
