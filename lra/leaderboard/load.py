@@ -14,11 +14,7 @@ from lra.run.loggers import wandb_logged_in
 REQUIRED = ("task", "model", "seed", "config_hash", "best_val_acc", "test_acc")
 OPTIONAL = (
     "test_acc_last", "steps_per_s", "peak_memory_mb", "n_params", "impl", "val_is_test", "stuck_at_chance", "restarts",
-<<<<<<< HEAD
-    "recipe",
-=======
-    "pretrain",
->>>>>>> spt
+    "recipe", "pretrain",
 )
 # The model's label for a self-pretrained run (results.json has a `pretrain` record: lra.run.pretrain), so that it
 # is its own row beside the same model trained from scratch.
