@@ -63,10 +63,14 @@ def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
 
     phi_q [B, H, L, F], phi_k [B, H, L, F] with padded keys already zeroed, v [B, H, L, D]. Features are
     non-negative, so the normaliser is too; it is clamped at `eps` so that a query seeing nothing outputs 0.
+    The normaliser rides along the values as a column of ones: two matmuls in all, and phi_k's gradient comes
+    back in phi_k's own layout (u^T phi_k rather than phi_k^T u).
     """
-    kv = torch.einsum("bhlf,bhld->bhfd", phi_k, v)
-    normaliser = torch.einsum("bhlf,bhf->bhl", phi_q, phi_k.sum(dim=-2))
-    return torch.einsum("bhlf,bhfd->bhld", phi_q, kv) / normaliser.clamp_min(eps)[..., None]
+    d = v.shape[-1]
+    u = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # [B, H, L, D + 1]
+    kv = u.transpose(-1, -2) @ phi_k  # sum_j u_j phi_k_j^T: [B, H, D + 1, F]
+    out = phi_q @ kv.transpose(-1, -2)  # numerator and normaliser: [B, H, L, D + 1]
+    return out[..., :d] / out[..., d:].clamp_min(eps)
 
 
 def segment_weights(mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
