@@ -149,6 +149,30 @@ def test_skyformer_with_a_landmark_per_token_is_exact_kernel_attention(n_real):
     assert (few(x, mask) - ref)[mask].abs().max() > 1e-3
 
 
+def test_performer_equals_its_feature_formula_values_and_gradients():
+    """favor_attention's rearranged arithmetic (eps on the sums, normaliser as a column of ones, in-place exp) is
+    phi(Q) phi(K)^T V / phi(Q) phi(K)^T 1 with phi(x) = (exp(w.x' - |x'|^2/2 - c) + 1e-6) / sqrt(m), pads zeroed."""
+    x, mask = inputs(40, (40, 25))
+    x.requires_grad_(True)
+    mixer = make("performer", 40, num_features=64, feature_seed=0)
+    q, k, v = projections(mixer, x)
+    w, m, keep = mixer.projection * DH**-0.25, 64, mask[:, None, :, None]
+
+    def phi(t, stab):
+        return (torch.exp(t @ w.T - 0.5 * (t * DH**-0.25).square().sum(-1, keepdim=True) - stab) + 1e-6) / m**0.5
+
+    q_stab = (q @ w.T).amax(-1, keepdim=True).detach()
+    k_stab = (k @ w.T).masked_fill(~keep, -math.inf).amax(dim=(-2, -1), keepdim=True).detach()
+    scores = phi(q, q_stab) @ (phi(k, k_stab) * keep).transpose(-1, -2)
+    ref = mixer.out(merge_heads(scores @ v / scores.sum(-1, keepdim=True)))
+    y = mixer(x, mask)
+    assert_close_at_real(y, ref, mask, 1e-5)
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)) * mask[..., None]
+    (grad,) = torch.autograd.grad((y * weights).sum(), x)
+    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), x)
+    assert torch.allclose(grad, grad_ref, atol=1e-5), (grad - grad_ref).abs().max()
+
+
 @torch.no_grad()
 def test_performer_converges_to_softmax_attention_as_features_grow():
     x, mask = inputs(32, (32, 20))

@@ -1,6 +1,7 @@
 """Training steps/s and peak memory vs sequence length per model: the LRA paper's efficiency table.
 
     python -m lra.bench --models fnet,transformer --lengths 512,1024,2048,4096,8192 --task text [--device cuda]
+    python -m lra.bench --peers --peer-dir DIR ...   # against public implementations (lra.bench.peers)
 
 Writes bench.json and a log-log plot, bench.png, into --out. Models and tasks are the configs that `python train.py
 task=<task> model=<model>` composes, at task.max_len = each length; `<model>-nomix` is the model without its token
@@ -238,6 +239,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--peers" in argv:  # against public implementations of the same methods (lra.bench.peers)
+        from lra.bench.peers import main as peers_main
+
+        return peers_main([a for a in argv if a != "--peers"])
     args = parse_args(argv)
     return run(lambda: bench_models(args, check_device(args.device, args.clock)), args.threads)
 

@@ -63,27 +63,47 @@ def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
 
     phi_q [B, H, L, F], phi_k [B, H, L, F] with padded keys already zeroed, v [B, H, L, D]. Features are
     non-negative, so the normaliser is too; it is clamped at `eps` so that a query seeing nothing outputs 0.
+    The normaliser rides along the values as a column of ones: two matmuls in all, and phi_k's gradient comes
+    back in phi_k's own layout (u^T phi_k rather than phi_k^T u).
     """
-    kv = torch.einsum("bhlf,bhld->bhfd", phi_k, v)
-    normaliser = torch.einsum("bhlf,bhf->bhl", phi_q, phi_k.sum(dim=-2))
-    return torch.einsum("bhlf,bhfd->bhld", phi_q, kv) / normaliser.clamp_min(eps)[..., None]
+    d = v.shape[-1]
+    u = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # [B, H, L, D + 1]
+    kv = u.transpose(-1, -2) @ phi_k  # sum_j u_j phi_k_j^T: [B, H, D + 1, F]
+    out = phi_q @ kv.transpose(-1, -2)  # numerator and normaliser: [B, H, L, D + 1]
+    return out[..., :d] / out[..., d:].clamp_min(eps)
 
 
-def segment_means(x: torch.Tensor, mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Landmarks as means of `num` contiguous segments of the real tokens (Nystromformer), pads left out.
+def segment_weights(mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The averaging weights of `num` contiguous segments of each row's real tokens (Nystromformer's landmarks), pads
+    left out: landmarks = weights @ x. Built once per mask, then applied to as many tensors as need landmarks.
 
     Segments are cut over each row's own real tokens (by rank), so appended padding changes nothing; a row with
-    n < num real tokens gets one landmark per token and `num - n` empty (invalid) ones.
-    x [B, H, L, D], mask [B, L] -> landmarks [B, H, num, D], valid [B, num].
+    n < num real tokens gets one landmark per token and `num - n` empty (invalid) ones, with zero weights.
+    mask [B, L] -> weights [B, num, L] (rows sum to 1, or 0 when empty), valid [B, num].
     """
     n_real = mask.sum(dim=-1, keepdim=True)  # [B, 1], >= 1
     per_row = n_real.clamp(max=num)
     segment = torch.div(real_rank(mask) * per_row, n_real, rounding_mode="floor")  # [B, L] in [0, per_row)
-    assign = (segment[..., None] == torch.arange(num, device=x.device)) & mask[..., None]  # [B, L, num]
-    assign = assign.to(x.dtype)
-    counts = assign.sum(dim=1)  # [B, num]
-    sums = torch.einsum("blm,bhld->bhmd", assign, x)
-    return sums / counts.clamp_min(1.0)[:, None, :, None], counts > 0
+    segment = segment.masked_fill(~mask, num)  # pads in no segment
+    assign = segment[:, None, :] == torch.arange(num, device=mask.device)[:, None]  # [B, num, L]
+    counts = assign.sum(dim=-1, keepdim=True)  # [B, num, 1]
+    return assign / counts.clamp_min(1), counts[..., 0] > 0
+
+
+def segment_means(x: torch.Tensor, mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Landmarks as means of `num` contiguous segments of the real tokens (see `segment_weights`).
+    x [B, H, L, D], mask [B, L] -> landmarks [B, H, num, D], valid [B, num].
+    """
+    weights, valid = segment_weights(mask, num)
+    return weighted_landmarks(weights.to(x.dtype), x), valid
+
+
+def weighted_landmarks(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """weights [B, m, L] applied to every head of x [B, H, L, D] -> [B, H, m, D], as one [m, L] @ [L, H * D] matmul
+    per example (the heads' channels side by side: a view of the projections' own layout, no copy of x)."""
+    b, h, n, d = x.shape
+    y = weights @ x.transpose(1, 2).reshape(b, n, h * d)  # [B, m, H * D]
+    return y.view(b, -1, h, d).transpose(1, 2)
 
 
 def iterative_pinv(a: torch.Tensor, iterations: int) -> torch.Tensor:

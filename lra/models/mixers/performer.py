@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
 
 from lra.errors import LRAError
-from lra.models.mixers.kernels import KernelMixer, linear_attention
+from lra.models.mixers.kernels import KernelMixer
 from lra.models.mixers.registry import register
 
 
@@ -28,29 +29,48 @@ def orthogonal_gaussian(num_features: int, dim: int, generator: torch.Generator)
     return (rows * lengths).float()
 
 
-def positive_features(x: torch.Tensor, projection: torch.Tensor, stabiliser: torch.Tensor, eps: float = 1e-6):
-    """phi(x) = (exp(w . x - |x|^2 / 2 - c) + eps) / sqrt(m) for the rows w of `projection`, so that
-    E[phi(q) . phi(k)] = exp(q . k) up to the constant exp(-c) (c cancels in the normalised attention; it keeps
-    exp from overflowing). x [B, H, L, d] already scaled by d^-1/4; `stabiliser` broadcasts against [B, H, L, m]."""
-    wx = x @ projection.transpose(-1, -2)
-    half_norm = 0.5 * x.square().sum(dim=-1, keepdim=True)
-    return (torch.exp(wx - half_norm - stabiliser) + eps) * projection.shape[0] ** -0.5
+FAVOR_EPS = 1e-6  # added to every feature, so that no query's normaliser is 0
 
 
-def favor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, projection: torch.Tensor):
-    """FAVOR+ estimate of softmax(q k^T / sqrt(d)) v over the real keys; padded keys' features are zeroed, so they
-    leave both the numerator and the normaliser. The query stabiliser is per query, the key one per (example,
-    head) over real keys only: both cancel, and pad content cannot move them."""
-    scale = q.shape[-1] ** -0.25
-    q, k = q * scale, k * scale
-    wq = q @ projection.transpose(-1, -2)
+def favor_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, projection: torch.Tensor,
+    eps: float = FAVOR_EPS,
+) -> torch.Tensor:
+    """FAVOR+ estimate of softmax(q k^T / sqrt(d)) v over the real keys, with the positive features
+    phi(x) = (exp(w . x' - |x'|^2 / 2 - c) + eps) / sqrt(m), x' = x d^-1/4, so that E[phi(q) . phi(k)] =
+    exp(q . k / sqrt(d)) up to exp(-c). The query stabiliser c is per query, the key one per (example, head) over
+    real keys only: both cancel, and pad content cannot move them. Padded keys have phi = 0 (their shift is +inf),
+    so they leave both the numerator and the normaliser.
+
+    q, k, v [B, H, L, d], mask [B, L], projection [m, d] -> [B, H, L, d]. The same arithmetic as forming phi and
+    calling `linear_attention`, arranged to touch the [B, H, L, m] features as few times as possible: the scale
+    d^-1/4 goes into the projection, 1/sqrt(m) into the shift (log), eps is added to the small [m, d+1] sums
+    instead of to every feature, and the normaliser rides along the values as one extra column of ones."""
+    d, m = q.shape[-1], projection.shape[0]
+    scale = d**-0.25
+    projection = projection * scale  # w . x' = (w d^-1/4) . x
+    log_ratio = -0.5 * math.log(m)  # exp(z + log_ratio) = exp(z) / sqrt(m)
+    keep = mask[:, None, :, None]  # [B, 1, L, 1]
+    wq = q @ projection.transpose(-1, -2)  # [B, H, L, m]
     wk = k @ projection.transpose(-1, -2)
-    keep = mask[:, None, :, None]
-    q_stab = wq.amax(dim=-1, keepdim=True).detach()
-    k_stab = wk.masked_fill(~keep, torch.finfo(wk.dtype).min).amax(dim=(-2, -1), keepdim=True).detach()
-    phi_q = positive_features(q, projection, q_stab)
-    phi_k = positive_features(k, projection, k_stab) * keep.to(k.dtype)
-    return linear_attention(phi_q, phi_k, v)
+    with torch.no_grad():  # the stabilisers are constants: they cancel
+        q_stab = wq.amax(dim=-1, keepdim=True)  # [B, H, L, 1]
+        k_stab = wk.amax(dim=-1, keepdim=True).masked_fill_(~keep, -math.inf).amax(dim=-2, keepdim=True)
+    half_scale = 0.5 * scale**2
+    q_offset = (log_ratio - q_stab) - half_scale * q.square().sum(dim=-1, keepdim=True)  # [B, H, L, 1]
+    k_offset = (log_ratio - k_stab) - half_scale * k.square().sum(dim=-1, keepdim=True)
+    k_offset = k_offset.masked_fill(~keep, -math.inf)  # exp(-inf) = 0: padded keys have no features
+    # Offset and exponentiated in place: the matmul's backward does not need its output and exp's needs only its
+    # result, and on CPU every extra pass over [B, H, L, m] costs about as much as the projection matmul itself.
+    e_q = wq.add_(q_offset).exp_()  # phi_q = e_q + eps'
+    e_k = wk.add_(k_offset).exp_()  # phi_k = e_k + eps' at real keys, 0 at pads
+    eps = eps * m**-0.5
+    u = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1) * keep.to(v.dtype)  # [B, H, L, d + 1]: v and 1, real keys
+    # sum_j u_j phi_k_j^T, [B, H, d + 1, m], as u^T e_k (not e_k^T u) so that e_k's gradient comes back in e_k's own
+    # layout: the backward's elementwise passes over a transposed [L, m] gradient run many times slower.
+    kv = u.transpose(-1, -2) @ e_k + eps * u.sum(dim=-2)[..., None]
+    out = e_q @ kv.transpose(-1, -2) + eps * kv.sum(dim=-1)[..., None, :]  # numerator and normaliser, [B, H, L, d + 1]
+    return out[..., :d] / out[..., d:].clamp_min(1e-6)
 
 
 @register("performer")

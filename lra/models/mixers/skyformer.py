@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from lra.models.mixers.kernels import LandmarkMixer, iterative_pinv, landmark_block, segment_means
 from lra.models.mixers.registry import register
 
 
-def gaussian_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """exp(-|a_i - b_j|^2 / 2) for rows of a [..., n, d] and b [..., m, d], as exp(a.b - |a|^2/2 - |b|^2/2)
-    (one matmul); the exponent is clamped at 0, which rounding could otherwise exceed."""
-    exponent = a @ b.transpose(-1, -2) - 0.5 * a.square().sum(-1)[..., :, None] - 0.5 * b.square().sum(-1)[..., None, :]
-    return torch.exp(exponent.clamp(max=0.0))
+def gaussian_kernel(a: torch.Tensor, b: torch.Tensor, b_keep: torch.Tensor | None = None) -> torch.Tensor:
+    """exp(-|a_i - b_j|^2 / 2) for rows of a [B, H, n, d] and b [B, H, m, d], as exp(a.b - |a|^2/2 - |b|^2/2)
+    (one matmul); the exponent is clamped at 0, which rounding could otherwise exceed. `b_keep` [B, m]: columns
+    where False get exactly 0 (their offset is -inf).
+
+    The [n, m] exponent is written once and offset, clamped and exponentiated in place: on CPU each extra pass
+    over it costs about as much as the matmul."""
+    rows = -0.5 * a.square().sum(-1)[..., :, None]  # [B, H, n, 1]
+    cols = -0.5 * b.square().sum(-1)[..., None, :]  # [B, H, 1, m]
+    if b_keep is not None:
+        cols = cols.masked_fill(~b_keep[:, None, None, :], -math.inf)
+    return (a @ b.transpose(-1, -2)).add_(rows).add_(cols).clamp_(max=0.0).exp_()
 
 
 @register("skyformer")
@@ -33,9 +42,9 @@ class SkyformerMixer(LandmarkMixer):
         scale = self.head_dim**-0.25  # |q - k|^2 / (2 sqrt d) = |q' - k'|^2 / 2 with q' = q d^-1/4
         q, k = q * scale, k * scale
         land, valid = segment_means(k, mask, self.num_landmarks)
-        c_qs = gaussian_kernel(q, land) * valid[:, None, None, :].to(q.dtype)  # [B, H, L, m]
+        c_qs = gaussian_kernel(q, land, valid)  # [B, H, L, m], 0 at invalid landmarks
         c_ss = landmark_block(gaussian_kernel(land, land), valid)  # [B, H, m, m]
-        c_sk = gaussian_kernel(land, k) * mask[:, None, None, :].to(k.dtype)  # [B, H, m, L]
+        c_sk = gaussian_kernel(land, k, mask)  # [B, H, m, L], 0 at padded keys
         d = c_ss.sum(dim=-1).rsqrt()  # row sums >= 1 (unit diagonal)
         inverse = iterative_pinv(d[..., :, None] * c_ss * d[..., None, :], self.pinv_iterations)
         inverse = d[..., :, None] * inverse * d[..., None, :]

@@ -1,0 +1,80 @@
+"""lra.bench.peers (`python -m lra.bench --peers`) at tiny sizes, against a stand-in for the Nystromformer authors'
+LRA code (the real one is never vendored): the config it is handed, interleaved timing, ratios, one-line errors."""
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from lra.bench import peers, speed
+
+# A stand-in `model_wrapper.py`: the authors' ModelForSC interface (config dict; forward(ids, float mask, label)
+# -> {"loss": per-example}), recording what it was given.
+STAND_IN = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    SEEN = []
+
+    class ModelForSC(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+            self.embed = nn.Embedding(config["vocab_size"], config["transformer_dim"])
+            self.head = nn.Linear(config["transformer_dim"], config["num_classes"])
+
+        def forward(self, input_ids_0, mask_0, label):
+            SEEN.append((self.config, tuple(input_ids_0.shape), mask_0.dtype))
+            logits = self.head((self.embed(input_ids_0) * mask_0[..., None]).mean(1))
+            return {"loss": nn.functional.cross_entropy(logits, label, reduction="none")}
+''')
+
+
+@pytest.fixture
+def peer_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "LRA_code"
+    directory.mkdir()
+    (directory / "model_wrapper.py").write_text(STAND_IN)
+    monkeypatch.delitem(sys.modules, "model_wrapper", raising=False)
+    yield directory
+    sys.modules.pop("model_wrapper", None)
+    if str(directory) in sys.path:
+        sys.path.remove(str(directory))
+
+
+def test_peers_time_both_sides_interleaved_and_write_ratios(peer_dir, tmp_path, capsys):
+    argv = ["--peers", "--peer-dir", str(peer_dir), "--models", "linear_transformer", "--length", "48",
+            "--batch", "2", "--pairs", "2", "--threads", "1", "--out", str(tmp_path / "out")]
+    assert speed.main(argv) == 0
+    payload = json.loads((tmp_path / "out" / "peers.json").read_text())
+    (row,) = payload["results"]
+    assert payload["kind"] == "peers" and payload["batch"] == 2 and row["length"] == 48
+    assert len(row["seconds"]["peer"]) == len(row["seconds"]["ours"]) == 2
+    assert row["ratio"] == pytest.approx(row["peer_s"] / row["ours_s"])
+    assert row["ours_params"] > row["peer_params"] > 0  # the stand-in is an embedding and a head
+    config, shape, mask_dtype = sys.modules["model_wrapper"].SEEN[-1]
+    assert config["attn_type"] == "linear" and config["max_seq_len"] == 48 and config["num_head"] == 2
+    assert config["attention_dropout"] == 0.0 and config["transformer_hidden_dim"] == 128
+    assert shape == (2, 48) and str(mask_dtype) == "torch.float32"  # L tokens: its CLS overwrites the last one
+    assert "| linear transformer (elu + 1) |" in capsys.readouterr().out
+
+
+def test_our_side_has_the_pair_sizes_and_sees_the_same_length_with_cls():
+    model, task = peers.our_model(peers.PAIRS["nystromformer"], 250)
+    assert task["max_len"] == 249  # + CLS = 250 positions in every layer
+    blocks = model.encoder.blocks
+    assert len(blocks) == 2 and blocks[0].mixer.num_landmarks == 125 and blocks[0].mixer.n_heads == 2
+    assert blocks[0].mixer.qkv.in_features == 64 and blocks[0].mixer.conv.weight.shape == (2, 1, 35, 1)
+
+
+def test_peer_errors_are_one_line(peer_dir, tmp_path, capsys):
+    common = ["--peers", "--batch", "1", "--pairs", "1", "--threads", "1", "--out", str(tmp_path)]
+    assert speed.main([*common, "--models", "linear_transformer"]) == 2
+    assert "needs --peer-dir" in capsys.readouterr().err
+    assert speed.main([*common, "--peer-dir", str(tmp_path), "--models", "linear_transformer"]) == 2
+    assert "no model_wrapper.py" in capsys.readouterr().err
+    assert speed.main([*common, "--peer-dir", str(peer_dir), "--models", "nope"]) == 2
+    assert "no peer pair" in capsys.readouterr().err
+    assert speed.main([*common, "--peer-dir", str(peer_dir), "--models", "nystromformer", "--length", "64"]) == 2
+    assert "multiple of its 125 landmarks" in capsys.readouterr().err
