@@ -1,13 +1,15 @@
 """lra.bench.peers (`python -m lra.bench --peers`) at tiny sizes, against a stand-in for the Nystromformer authors'
-LRA code (the real one is never vendored): the config it is handed, interleaved timing, ratios, one-line errors."""
+LRA code (the real one is never vendored): the config it is handed, interleaved timing, ratios, one-line errors;
+and lra.bench.hf_peers (`--peers hf`) against HF transformers where it is installed (the `[peers]` extra)."""
 
 import json
+import math
 import sys
 import textwrap
 
 import pytest
 
-from lra.bench import peers, speed
+from lra.bench import hf_peers, peers, speed
 
 # A stand-in `model_wrapper.py`: the authors' ModelForSC interface (config dict; forward(ids, float mask, label)
 # -> {"loss": per-example}), recording what it was given.
@@ -78,3 +80,55 @@ def test_peer_errors_are_one_line(peer_dir, tmp_path, capsys):
     assert "no peer pair" in capsys.readouterr().err
     assert speed.main([*common, "--peer-dir", str(peer_dir), "--models", "nystromformer", "--length", "64"]) == 2
     assert "multiple of its 125 landmarks" in capsys.readouterr().err
+
+
+# --peers hf: HF transformers' implementations (lra.bench.hf_peers), at tiny sizes; skipped without transformers.
+HF_PAIRS = ("fnet-sublayer", "fnet", "nystromformer", "bigbird", "reformer", "longformer")
+
+
+def test_hf_peers_time_every_method_and_write_ratios(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    argv = ["--peers", "hf", "--length", "256", "--batch", "1", "--pairs", "2", "--threads", "1",
+            "--out", str(tmp_path)]
+    assert speed.main(argv) == 0
+    payload = json.loads((tmp_path / "peers_hf.json").read_text())
+    assert payload["kind"] == "peers-hf" and payload["length"] == 256 and payload["transformers"]
+    rows = payload["results"]
+    assert [r["pair"] for r in rows] == [hf_peers.label(name) for name in HF_PAIRS]
+    for r in rows:
+        assert "error" not in r, r
+        assert math.isfinite(r["peer_s"]) and math.isfinite(r["ours_s"]) and r["peer_s"] > 0 and r["ours_s"] > 0
+        assert r["ratio"] == pytest.approx(r["peer_s"] / r["ours_s"])
+        assert len(r["seconds"]["peer"]) == len(r["seconds"]["ours"]) == 2 and r["differs"]
+    sublayer, *models = rows
+    assert sublayer["max_abs_diff"] < 1e-3  # the same map: Re(FFT_seq(FFT_hidden x))
+    for r in models:  # the same sizes on both sides: parameter counts within a few percent
+        assert 0.9 < r["params_ratio"] < 1.1, r
+    assert "original_full" in rows[HF_PAIRS.index("bigbird")]["note"]  # 256 tokens: HF's BigBird falls back
+    out = capsys.readouterr().out
+    assert all(f"| {r['pair']} |" in out for r in rows) and "what differs:" in out
+
+
+def test_hf_peers_without_transformers_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now raises ImportError
+    assert speed.main(["--peers", "hf", "--length", "256", "--batch", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install -e '.[peers]'" in err
+    assert not (tmp_path / "peers_hf.json").exists()
+
+
+def test_hf_peers_argument_errors_are_one_line(tmp_path, capsys):
+    common = ["--peers=hf", "--batch", "1", "--out", str(tmp_path)]
+    assert speed.main([*common, "--models", "nope"]) == 2
+    assert "no HF peer pair" in capsys.readouterr().err
+    assert speed.main([*common, "--models", "reformer", "--length", "200"]) == 2
+    assert "needs a multiple of 128" in capsys.readouterr().err
+    assert speed.main(["--peers=nope", "--out", str(tmp_path)]) == 2
+    assert "no such peer" in capsys.readouterr().err
+
+
+def test_peer_source_reads_the_peers_flag():
+    assert peers.peer_source(["--batch", "2"]) is None
+    assert peers.peer_source(["--peers", "--batch", "2"]) == ("authors", ["--batch", "2"])
+    assert peers.peer_source(["--batch", "2", "--peers", "hf"]) == ("hf", ["--batch", "2"])
+    assert peers.peer_source(["--peers=hf", "--length", "256"]) == ("hf", ["--length", "256"])

@@ -3,6 +3,7 @@ the same sizes, timed interleaved in one process (peer, ours, peer, ours, ...) s
 on both alike, and the ratio peer s/step / ours s/step printed per pair (above 1: ours is faster).
 
     python -m lra.bench --peers --peer-dir /tmp/nystromformer/LRA/code --threads 1 --batch 32 --length 2000
+    python -m lra.bench --peers hf --threads 1 --batch 2 --length 1024   # HF transformers (lra.bench.hf_peers)
 
 Peers are imported at benchmark time only, never vendored:
 
@@ -90,13 +91,19 @@ PAIRS = {
 }
 
 
-def our_model(pair: Pair, length: int) -> tuple[torch.nn.Module, dict]:
-    """Our model for `pair` whose layers see `length` positions (CLS included), and its task config."""
-    cfg = train_config("text", pair.ours)
+def build_ours(model: str, options: dict, length: int) -> tuple[torch.nn.Module, dict]:
+    """Our conf/model `model` at `SIZES` with learned positions and `options`, whose layers see `length` positions
+    (CLS included), and its task config (the Text task's)."""
+    cfg = train_config("text", model)
     cfg.task.max_len = length - 1  # the encoder prepends CLS
-    cfg.model.update({**SIZES, "pos": "learned", **pair.options})
+    cfg.model.update({**SIZES, "pos": "learned", **options})
     check_config(cfg)
     return build_model(cfg.model, cfg.task), cfg.task
+
+
+def our_model(pair: Pair, length: int) -> tuple[torch.nn.Module, dict]:
+    """Our model for `pair` whose layers see `length` positions (CLS included), and its task config."""
+    return build_ours(pair.ours, pair.options, length)
 
 
 def authors_config(pair: Pair, length: int, vocab: int) -> dict:
@@ -242,7 +249,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+# What `--peers` compares against: the Nystromformer authors' LRA code (the default), or HF transformers
+# (`--peers hf`, lra.bench.hf_peers).
+SOURCES = ("authors", "hf")
+
+
+def peer_source(argv: list[str]) -> tuple[str, list[str]] | None:
+    """(source, the other arguments) when `argv` asks for `--peers [authors|hf]` (or `--peers=SOURCE`); else None."""
+    for i, arg in enumerate(argv):
+        if arg == "--peers":
+            if i + 1 < len(argv) and argv[i + 1] in SOURCES:
+                return argv[i + 1], argv[:i] + argv[i + 2 :]
+            return "authors", argv[:i] + argv[i + 1 :]
+        if arg.startswith("--peers="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1 :]
+    return None
+
+
+def main(argv: list[str] | None = None, source: str = "authors") -> int:
+    if source == "hf":
+        from lra.bench.hf_peers import main as hf_main
+
+        return hf_main(argv)
+    if source != "authors":
+        print(f"error: --peers {source}: no such peer; choose from {', '.join(SOURCES)}", file=sys.stderr)
+        return 2
     args = parse_args(argv)
     return run(lambda: bench_peers(args), args.threads)
 

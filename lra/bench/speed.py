@@ -2,6 +2,7 @@
 
     python -m lra.bench --models fnet,transformer --lengths 512,1024,2048,4096,8192 --task text [--device cuda]
     python -m lra.bench --peers --peer-dir DIR ...   # against public implementations (lra.bench.peers)
+    python -m lra.bench --peers hf ...               # against HF transformers (lra.bench.hf_peers, extra [peers])
 
 Writes bench.json and a log-log plot, bench.png, into --out. Models and tasks are the configs that `python train.py
 task=<task> model=<model>` composes, at task.max_len = each length; `<model>-nomix` is the model without its token
@@ -240,10 +241,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if "--peers" in argv:  # against public implementations of the same methods (lra.bench.peers)
-        from lra.bench.peers import main as peers_main
+    from lra.bench import peers
 
-        return peers_main([a for a in argv if a != "--peers"])
+    source = peers.peer_source(argv)
+    if source is not None:  # against public implementations of the same methods (lra.bench.peers, .hf_peers)
+        return peers.main(source[1], source=source[0])
     args = parse_args(argv)
     return run(lambda: bench_models(args, check_device(args.device, args.clock)), args.threads)
 
