@@ -15,6 +15,7 @@ from lra.errors import LRAError
 from lra.run.checkpoints import AtomicCheckpointIO, newest_checkpoint
 from lra.run.config import compose_train
 from lra.run.loggers import build_loggers
+from lra.run.preemption import Preemption
 from lra.run.train import run
 from tests.helpers import start, tiny_run_overrides
 from tests.task_fixtures import write_listops
@@ -179,3 +180,25 @@ def test_a_requeued_slurm_job_resumes_by_itself(listops_data, tmp_path, monkeypa
     run(compose_train([*tiny_run_overrides(listops_data, out, steps=6), "task.max_len=32"]))
     assert f"SLURM requeued this job (SLURM_RESTART_COUNT=1): resuming from {newest}" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["step"] == 6
+
+
+def test_sigterm_caught_by_lightning_first_still_saves_and_stops(tmp_path):
+    """The signal can land between our end-of-step check and Lightning's own at the next step's start; Lightning
+    then raises SIGTERMException and our callback never sees a step end: `interrupted` saves instead."""
+    saved = []
+
+    class Trainer:
+        global_step, is_global_zero, should_stop = 7, True, False
+
+        def save_checkpoint(self, path):
+            saved.append(path)
+
+    preemption = Preemption(tmp_path / "checkpoints" / "last.ckpt", requeue=False)
+    trainer = Trainer()
+    preemption.interrupted(trainer)  # no signal: nothing to do
+    assert saved == [] and preemption.stopped() is None
+    preemption.notice(signal.SIGTERM, None)
+    preemption.interrupted(trainer)
+    preemption.interrupted(trainer)  # once only
+    assert saved == [tmp_path / "checkpoints" / "last.ckpt"] and trainer.should_stop
+    assert str(preemption.stopped()).startswith("stopped by SIGTERM at step 7: checkpoint ")

@@ -45,6 +45,15 @@ class Preemption(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.signum is None or self.saved_at is not None:
             return
+        self.save(trainer)
+
+    def interrupted(self, trainer) -> None:
+        """Lightning raised its SIGTERMException before a step ended (the signal came between our check and its
+        own, at the next step's start): the state is the last complete step's, so save it here instead."""
+        if self.signum is not None and self.saved_at is None:
+            self.save(trainer)
+
+    def save(self, trainer) -> None:
         trainer.save_checkpoint(self.checkpoint)
         self.saved_at = trainer.global_step
         trainer.should_stop = True

@@ -296,8 +296,8 @@ def train_mlm(
     try:
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        except SIGTERMException:
-            pass  # Lightning's own reaction to SIGTERM, after Preemption saved the checkpoint
+        except SIGTERMException:  # Lightning's own reaction to SIGTERM: save now if Preemption has not yet
+            preemption.interrupted(trainer)
         if (stopped := preemption.stopped()) is not None:
             raise stopped
         trainer.save_checkpoint(last)

@@ -148,8 +148,8 @@ def fit_and_test(
     try:
         try:
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        except SIGTERMException:
-            pass  # Lightning's own reaction to SIGTERM, after Preemption saved the checkpoint
+        except SIGTERMException:  # Lightning's own reaction to SIGTERM: save now if Preemption has not yet
+            preemption.interrupted(trainer)
         if (stopped := preemption.stopped()) is not None:
             raise stopped
         if restart and chance.stuck:
