@@ -40,6 +40,7 @@ def test_unknown_task_from_the_command_line_is_one_line():
         (["model.d_model=-8"], "model.d_model=-8 must be a positive integer"),
         (["task.batch_size=0"], "task.batch_size=0 must be a positive integer"),
         (["trainer.max_steps=-1"], "trainer.max_steps=-1 must be a positive integer"),
+        (["model.d_ff=-1"], "model.d_ff=-1 must be an integer >= 0"),
         (["model.dropout=1.5"], "model.dropout=1.5 must be in [0, 1)"),
         (["model.mixer=nope"], None),
     ],

@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from lra.errors import LRAError
 from lra.models import build_model
 from lra.run.config import CONF_DIR
+from lra.run.validate import check_config
 from tests.helpers import ROOT, TINY, train_py
 from tests.task_fixtures import write_listops
 
@@ -53,6 +54,7 @@ def test_experiment_composes_and_builds_with_every_model(experiment):
         for model in MODELS:
             cfg = compose(config_name="train", overrides=[f"experiment={experiment}", f"model={model}"])
             assert (cfg.task.name, cfg.model.name) == (task, model)
+            check_config(cfg)  # what train.py checks first: a recipe's values must pass it
             per_model = CONF_DIR / "experiment" / experiment / f"{model}.yaml"
             if per_model.exists():  # the release's settings for this model are what composes
                 for key, value in yaml.safe_load(per_model.read_text())["model"].items():

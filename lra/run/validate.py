@@ -11,9 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 from lra.errors import LRAError
 
 POSITIVE = (
-    "model.n_layers", "model.d_model", "model.n_heads", "model.d_ff", "task.batch_size", "task.max_len",
+    "model.n_layers", "model.d_model", "model.n_heads", "task.batch_size", "task.max_len",
     "trainer.max_steps", "checkpoint_every",
 )
+NON_NEGATIVE = ("model.d_ff",)  # d_ff = 0: blocks without a feed-forward branch (the S4 recipes)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -21,6 +22,10 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise LRAError(f"{key}={value} must be a positive integer")
+    for key in NON_NEGATIVE:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise LRAError(f"{key}={value} must be an integer >= 0")
     for key in ("model.dropout", "model.attn_dropout"):
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int | float) or not 0 <= value < 1:

@@ -7,7 +7,8 @@ zero-order hold with its own learned step dt_h. Unrolled, the layer is a long co
 
 one Vandermonde product. Only d_state/2 complex modes are stored: A, B, C of a real system come in conjugate
 pairs, so the pair's sum is 2 Re of one of them. The kernel is applied by FFT convolution, zero-padded to 2L so
-that it is linear, not circular. Classification is bidirectional: a second kernel runs over the flipped sequence.
+that it is linear, not circular. Classification is bidirectional: a second kernel runs over the flipped sequence;
+both kernels and the skip D are laid out as one two-sided kernel, so a layer costs one FFT convolution.
 """
 
 from __future__ import annotations
@@ -46,8 +47,19 @@ def s4d_kernel(
     return 2 * torch.einsum("...n,...nl->...l", coef, vandermonde).real
 
 
+def two_sided_kernel(k: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Forward and backward kernels k [2, H, L] and skip d [H] -> one kernel [H, 2L] over lags -(L-1) .. L-1.
+
+    In a circular convolution of size 2L, lag j >= 0 sits at index j and lag -j at index 2L - j; index L is
+    never reached by inputs of length L and stays 0. Lag 0 carries both kernels' first taps and the skip D.
+    """
+    fwd, bwd = k[0], k[1]  # [H, L] each
+    zero = fwd.new_zeros(fwd.shape[0], 1)
+    return torch.cat([fwd[:, :1] + bwd[:, :1] + d[:, None], fwd[:, 1:], zero, bwd[:, 1:].flip(-1)], dim=-1)
+
+
 def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal linear convolution along the last axis: u [..., H, L], k [H, L] -> [..., H, L] (padded to 2L)."""
+    """Linear convolution along the last axis: u [..., H, L], k [H, 2L] two-sided (above) -> [..., H, L]."""
     length = u.shape[-1]
     spec = torch.fft.rfft(u, n=2 * length) * torch.fft.rfft(k, n=2 * length)
     return torch.fft.irfft(spec, n=2 * length)[..., :length]
@@ -107,10 +119,9 @@ class S4DMixer(Mixer):
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
         """The bidirectional convolution plus skip, u [B, L, H] -> [B, L, H], before GELU and GLU."""
         dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-        v = u.to(dtype).transpose(1, 2)  # [B, H, L]
-        k = self.kernel(v.shape[-1], dtype)  # [2, H, L]
-        y = fft_conv(v, k[0]) + fft_conv(v.flip(-1), k[1]).flip(-1) + self.d.to(dtype)[:, None] * v
-        return y.transpose(1, 2).to(u.dtype)
+        v = u.to(dtype).transpose(1, 2).contiguous()  # [B, H, L]: FFTs along the contiguous axis are fastest
+        k = two_sided_kernel(self.kernel(v.shape[-1], dtype), self.d.to(dtype))  # [H, 2L]
+        return fft_conv(v, k).transpose(1, 2).to(u.dtype)  # one FFT convolution for both directions and the skip
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x * mask[..., None].to(x.dtype)  # [B, L, D]: pads are zeros for both directions
