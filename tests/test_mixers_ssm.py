@@ -62,6 +62,18 @@ def test_s4d_kernel_at_l_is_the_truncation_of_the_kernel_at_2l():
     torch.testing.assert_close(short, long[..., :L], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("length", [1, 2, 16, 37, 101])  # perfect squares and not: the block split and its tail
+def test_s4d_blockwise_kernel_equals_the_direct_vandermonde_product(length):
+    mixer = make("s4d", d_state=8)
+    a = torch.complex(-torch.exp(mixer.a_log_real), mixer.a_imag)  # [2, H, N]
+    bc = torch.view_as_complex(mixer.b) * torch.view_as_complex(mixer.c)
+    dta = torch.exp(mixer.log_dt)[..., None] * a
+    vandermonde = torch.exp(dta[..., None] * torch.arange(length, dtype=torch.float64))  # [2, H, N, L]
+    direct = 2 * torch.einsum("dhn,dhnl->dhl", bc * torch.expm1(dta) / a, vandermonde).real
+    with torch.no_grad():
+        torch.testing.assert_close(mixer.kernel(length, torch.float64), direct, rtol=1e-10, atol=1e-10)
+
+
 def test_s4d_inits():
     real, imag = init_a(1, 8, "lin")
     torch.testing.assert_close(imag[0], math.pi * torch.arange(4, dtype=torch.float64))
