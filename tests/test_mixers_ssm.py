@@ -10,7 +10,9 @@ from lra.models.encoder import Encoder
 from lra.models.mixers import build_mixer
 from lra.models.mixers.lru import parallel_scan
 from lra.models.mixers.s4d import init_a
+from lra.run.config import compose_train
 from lra.run.task import LRATask
+from lra.run.train import run
 
 D, L = 6, 37  # an odd length, not a power of two: the FFT padding and the scan's last step are exercised
 
@@ -200,3 +202,18 @@ def test_the_s4_block_has_no_feed_forward_and_no_position_embedding():
     torch.testing.assert_close(x, encoder.embed.tokens(ids))
     encoder(ids, mask).sum().backward()
     assert all(p.grad is not None for p in encoder.parameters())
+
+
+@pytest.mark.parametrize("model", ["s4d", "lru"])
+def test_s4_recipe_trains_with_its_own_block_shape(model, listops_data, tmp_path):
+    """experiment=s4/listops keeps its d_ff=0, post-norm, pos=none blocks (tiny_run_overrides would set d_ff)."""
+    overrides = [
+        f"data_dir={listops_data}", f"output_dir={tmp_path / 'out'}", "experiment=s4/listops", f"model={model}",
+        "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.val_check_interval=2",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "task.batch_size=4",
+        "task.num_workers=0", "task.max_len=32", "model.n_layers=1", "model.d_model=8", "model.d_state=4",
+        "optim.warmup_steps=1",
+    ]
+    cfg = compose_train(overrides)
+    assert (cfg.model.d_ff, cfg.model.norm, cfg.model.pos, cfg.optim.ssm_lr) == (0, "post", "none", 0.001)
+    assert 0.0 <= run(cfg) <= 1.0
