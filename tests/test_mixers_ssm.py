@@ -128,6 +128,25 @@ def test_lru_equals_the_recurrence_both_directions():
         torch.testing.assert_close(mixer.ssm(u), expected, rtol=1e-9, atol=1e-9)
 
 
+def test_unidirectional_lru_is_the_forward_recurrence_alone():
+    both = make("lru", d_state=5, r_min=0.5, r_max=0.99)
+    forward = make("lru", d_state=5, r_min=0.5, r_max=0.99, bidirectional=False)
+    assert forward.nu_log.shape == (1, 5) and forward.b.shape == (1, 2, 5, D)
+    per_direction = ("nu_log", "theta_log", "gamma_log", "b", "c")
+    source = dict(both.named_parameters())
+    u = torch.randn(2, L, D, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    v = u.clone()
+    v[:, -1] += 1.0
+    with torch.no_grad():
+        # Bidirectional: a change at the last position reaches earlier outputs (through the backward scan).
+        assert not torch.allclose(both.ssm(v)[:, :-1], both.ssm(u)[:, :-1])
+        for name, p in forward.named_parameters():  # the forward direction's draws, and the shared D and GLU
+            p.copy_(source[name][:1] if name in per_direction else source[name])
+        both.c[1].zero_()  # silence the backward direction: what is left must be the unidirectional layer
+        torch.testing.assert_close(forward.ssm(u), both.ssm(u), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(forward.ssm(v)[:, :-1], forward.ssm(u)[:, :-1])  # causal
+
+
 def test_lru_ring_init_and_gamma():
     mixer = build_mixer("lru", d_model=D, n_heads=1, max_len=L, dropout=0.0, d_state=2000, r_min=0.4, r_max=0.6)
     modulus = mixer.lam().abs()
@@ -164,21 +183,27 @@ def test_gradients_reach_every_parameter(name):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
 
 
-def optimizer_for(layers: list[str], ssm_lr: float | None):
+def optimizer_for(layers: list[str], ssm_lr: float | None, bias_norm_decay: bool = True, **options):
     torch.manual_seed(0)
-    encoder = Encoder(layers, vocab_size=10, max_len=16, d_model=8, n_heads=1, d_ff=16, dropout=0.0, attn_dropout=0.0)
+    encoder = Encoder(layers, vocab_size=10, max_len=16, d_model=8, n_heads=1, d_ff=16, dropout=0.0, attn_dropout=0.0,
+                      mixer_options={name: options for name in layers})
     task = LRATask(encoder, n_classes=2, lr=1e-2, weight_decay=0.1, schedule="constant", warmup_steps=0,
-                   total_steps=10, ssm_lr=ssm_lr)
+                   total_steps=10, ssm_lr=ssm_lr, bias_norm_decay=bias_norm_decay)
     return encoder, task.configure_optimizers()["optimizer"]
 
 
-@pytest.mark.parametrize("name", ["s4d", "lru"])
-def test_ssm_parameters_get_their_own_group(name):
+def group_names(encoder: torch.nn.Module, group: dict) -> set[str]:
+    names = {id(p): n for n, p in encoder.named_parameters()}
+    return {names[id(p)] for p in group["params"]}
+
+
+@pytest.mark.parametrize("name, declared", [
+    ("s4d", ("log_dt", "a_log_real", "a_imag", "b")), ("lru", ("nu_log", "theta_log", "gamma_log", "b")),
+])
+def test_ssm_parameters_get_their_own_group(name, declared):
     encoder, optimizer = optimizer_for([name, "attention", name], ssm_lr=1e-3)
     main, ssm = optimizer.param_groups
-    declared = {f"blocks.{i}.mixer.{p}" for i in (0, 2) for p in encoder.blocks[0].mixer.ssm_params}
-    names = {id(p): n for n, p in encoder.named_parameters()}
-    assert {names[id(p)] for p in ssm["params"]} == declared
+    assert group_names(encoder, ssm) == {f"blocks.{i}.mixer.{p}" for i in (0, 2) for p in declared}
     assert (ssm["lr"], ssm["weight_decay"]) == (1e-3, 0.0) and (main["lr"], main["weight_decay"]) == (1e-2, 0.1)
     assert len(main["params"]) + len(ssm["params"]) == len(list(encoder.parameters()))
 
@@ -190,13 +215,37 @@ def test_no_ssm_group_without_ssm_params_and_ssm_lr_defaults_to_lr():
     assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-2]
 
 
+def test_s4d_step_at_the_main_lr_without_weight_decay():
+    """dt_lr=lr (the S4 ListOps/Text/Retrieval recipes' lr.dt: null): log_dt at optim.lr, A and B at ssm_lr."""
+    encoder, optimizer = optimizer_for(["s4d"], ssm_lr=1e-3, dt_lr="lr")
+    main, no_decay, ssm = optimizer.param_groups
+    assert group_names(encoder, no_decay) == {"blocks.0.mixer.log_dt"}
+    assert (no_decay["lr"], no_decay["weight_decay"]) == (1e-2, 0.0)
+    assert group_names(encoder, ssm) == {f"blocks.0.mixer.{p}" for p in ("a_log_real", "a_imag", "b")}
+    with pytest.raises(LRAError, match="model.dt_lr"):
+        build_mixer("s4d", d_model=D, n_heads=1, max_len=L, dropout=0.0, dt_lr="fast")
+
+
+def test_bias_norm_decay_false_spares_biases_and_norm_weights():
+    """The S4 code's grouping: no weight decay on biases and normalisation weights; the rest keeps it."""
+    encoder, optimizer = optimizer_for(["s4d"], ssm_lr=1e-3, bias_norm_decay=False)
+    main, no_decay, ssm = optimizer.param_groups
+    spared = group_names(encoder, no_decay)
+    assert "blocks.0.norm1.weight" in spared and "final_norm.weight" in spared and "blocks.0.ffn.0.bias" in spared
+    assert all(n.endswith("bias") or "norm" in n for n in spared)
+    decayed = group_names(encoder, main)
+    assert "blocks.0.ffn.0.weight" in decayed and "embed.tokens.weight" in decayed and "blocks.0.mixer.c" in decayed
+    assert not any(n.endswith("bias") for n in decayed) and no_decay["weight_decay"] == 0.0 == ssm["weight_decay"]
+    assert len(main["params"]) + len(spared) + len(ssm["params"]) == len(list(encoder.parameters()))
+
+
 def test_the_s4_block_has_no_feed_forward_and_no_position_embedding():
     """d_ff=0 and pos=none (the S4 recipes): the block is the mixer's residual branch alone, order from the SSM."""
     torch.manual_seed(0)
     encoder = Encoder(["s4d"], vocab_size=10, max_len=16, d_model=8, n_heads=1, d_ff=0, dropout=0.0,
                       attn_dropout=0.0, pool="mean", pos="none")
     block = encoder.blocks[0]
-    assert block.ffn is None and isinstance(block.norm2, torch.nn.Identity)
+    assert block.ffn is None and block.norm2 is None
     ids, mask = torch.randint(1, 10, (2, 16)), torch.ones(2, 16, dtype=torch.bool)
     x, _ = encoder.embed(ids, mask)
     torch.testing.assert_close(x, encoder.embed.tokens(ids))
@@ -204,9 +253,13 @@ def test_the_s4_block_has_no_feed_forward_and_no_position_embedding():
     assert all(p.grad is not None for p in encoder.parameters())
 
 
+# (model, norm, ssm_lr, bidirectional or dt_lr) under experiment=s4/listops: the S4 file, then the model's overlay.
+RECIPE_SHAPE = {"s4d": ("post", 0.001, "lr"), "lru": ("pre", 0.0015, False)}
+
+
 @pytest.mark.parametrize("model", ["s4d", "lru"])
 def test_s4_recipe_trains_with_its_own_block_shape(model, listops_data, tmp_path):
-    """experiment=s4/listops keeps its d_ff=0, post-norm, pos=none blocks (tiny_run_overrides would set d_ff)."""
+    """experiment=s4/listops keeps its d_ff=0, batch-norm, pos=none blocks (tiny_run_overrides would set d_ff)."""
     overrides = [
         f"data_dir={listops_data}", f"output_dir={tmp_path / 'out'}", "experiment=s4/listops", f"model={model}",
         "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.val_check_interval=2",
@@ -215,5 +268,8 @@ def test_s4_recipe_trains_with_its_own_block_shape(model, listops_data, tmp_path
         "optim.warmup_steps=1",
     ]
     cfg = compose_train(overrides)
-    assert (cfg.model.d_ff, cfg.model.norm, cfg.model.pos, cfg.optim.ssm_lr) == (0, "post", "none", 0.001)
+    norm, ssm_lr, own = RECIPE_SHAPE[model]
+    assert (cfg.model.d_ff, cfg.model.norm, cfg.model.norm_type, cfg.model.pos) == (0, norm, "batch", "none")
+    assert cfg.optim.ssm_lr == ssm_lr
+    assert (cfg.model.dt_lr if model == "s4d" else cfg.model.bidirectional) == own
     assert 0.0 <= run(cfg) <= 1.0

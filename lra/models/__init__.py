@@ -14,7 +14,7 @@ from lra.models.init import initialise
 # Keys every model config shares (conf/model/_base.yaml); any other key of a model config is an option of its mixer.
 BASE_KEYS = (
     "name", "mixer", "attention_layers", "n_layers", "d_model", "n_heads", "d_ff",
-    "dropout", "attn_dropout", "norm", "pool", "pos", "zero_pad", "impl", "qkv_dim",
+    "dropout", "attn_dropout", "norm", "norm_type", "pool", "pos", "zero_pad", "impl", "qkv_dim",
     "zero_is_pad", "init", "head",
 )
 
@@ -49,6 +49,7 @@ def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Clas
         dropout=cfg["dropout"],
         attn_dropout=cfg["attn_dropout"],
         norm=cfg["norm"],
+        norm_type=cfg["norm_type"],
         pool=cfg["pool"],
         pos=cfg["pos"],
         zero_pad=cfg["zero_pad"],

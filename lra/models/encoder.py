@@ -12,6 +12,7 @@ from torch import nn
 
 from lra.errors import LRAError
 from lra.models.mixers import Mixer, build_mixer
+from lra.models.norms import make_norm
 
 
 def sinusoid_table(length: int, d_model: int) -> torch.Tensor:
@@ -56,18 +57,22 @@ class FeedForward(nn.Sequential):
 
 
 class Block(nn.Module):
-    """Mixer + feed-forward, each in a residual branch; `norm` = "pre" (LRA Transformer) or "post" (FNet).
+    """Mixer + feed-forward, each in a residual branch; `norm` = "pre" (LRA Transformer) or "post" (FNet), of
+    `norm_type` layer or batch (lra.models.norms).
 
     d_ff = 0: no feed-forward branch, the mixer's residual branch alone (the S4 block: SSM + GLU)."""
 
-    def __init__(self, mixer: Mixer, d_model: int, d_ff: int, dropout: float, norm: str, zero_pad: bool) -> None:
+    def __init__(
+        self, mixer: Mixer, d_model: int, d_ff: int, dropout: float, norm: str, zero_pad: bool,
+        norm_type: str = "layer",
+    ) -> None:
         super().__init__()
         if norm not in ("pre", "post"):
-            raise ValueError(f"model.norm must be 'pre' or 'post', got {norm!r}")
+            raise LRAError(f"model.norm={norm!r} is not a norm placement; use pre or post")
         self.mixer = mixer
         self.ffn = FeedForward(d_model, d_ff, dropout) if d_ff > 0 else None
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model) if d_ff > 0 else nn.Identity()
+        self.norm1 = make_norm(norm_type, d_model)
+        self.norm2 = make_norm(norm_type, d_model) if d_ff > 0 else None
         self.drop = nn.Dropout(dropout)
         self.pre = norm == "pre"
         # A mask-free mixer (FNet) sees pads as tokens unless they are zeroed first.
@@ -87,10 +92,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         """`state`: the encoder's dict shared across layers, handed to a mixer that declares `uses_state`."""
         if self.pre:
-            x = x + self.mix(self.norm1(x), mask, state)
-            return x if self.ffn is None else x + self.drop(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.mix(x, mask, state))
-        return x if self.ffn is None else self.norm2(x + self.drop(self.ffn(x)))
+            x = x + self.mix(self.norm1(x, mask), mask, state)
+            return x if self.ffn is None else x + self.drop(self.ffn(self.norm2(x, mask)))
+        x = self.norm1(x + self.mix(x, mask, state), mask)
+        return x if self.ffn is None else self.norm2(x + self.drop(self.ffn(x)), mask)
 
 
 # cls: a learned CLS token prepended and read; first: position 0 read, no CLS (the release's dual encoder, built
@@ -119,6 +124,7 @@ class Encoder(nn.Module):
         dropout: float,
         attn_dropout: float,
         norm: str = "pre",
+        norm_type: str = "layer",
         pool: str = "cls",
         pos: str = "sinusoidal",
         zero_pad: bool = False,
@@ -141,11 +147,12 @@ class Encoder(nn.Module):
             mixer = build_mixer(
                 name, d_model, n_heads, seq_len, attn_dropout, impl=impl, qkv_dim=qkv_dim, **options.get(name, {})
             )
-            self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad))
+            self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad, norm_type))
             resizer = mixer.resizer(index, len(layers), pool == "cls")
             if resizer is not None:
                 self.resizers[str(index)] = resizer
-        self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+        # Pre-norm blocks leave their sum unnormalised: one more norm after the last (post-norm blocks end in one).
+        self.final_norm = make_norm(norm_type, d_model) if norm == "pre" else None
 
     def features(
         self, ids: torch.Tensor, mask: torch.Tensor, resize: bool = True
@@ -165,7 +172,7 @@ class Encoder(nn.Module):
             if resize and str(index) in self.resizers:
                 x, mask = self.resizers[str(index)](x, mask)
             x = block(x, mask, state)
-        return self.final_norm(x), mask
+        return (x if self.final_norm is None else self.final_norm(x, mask)), mask
 
     def token_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One output per input token [B, L, D], for per-token objectives (self-pretraining, lra.run.pretrain):

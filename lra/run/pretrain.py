@@ -98,6 +98,7 @@ class MaskedLM(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.98),
         eps: float = 1e-9,
         ssm_lr: float | None = None,
+        bias_norm_decay: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
@@ -271,6 +272,7 @@ def train_mlm(
         encoder, vocab_size=cfg.task.vocab_size, mask_rate=spec.mask_rate, split=list(spec.split), lr=spec.lr,
         weight_decay=spec.weight_decay, schedule=spec.schedule, warmup_steps=spec.warmup_steps,
         total_steps=spec.steps, betas=list(cfg.optim.betas), eps=cfg.optim.eps, ssm_lr=cfg.optim.ssm_lr,
+        bias_norm_decay=cfg.optim.bias_norm_decay,
     )
     initialise(module.head, cfg.model.init)
     datamodule = make_datamodule(cfg.task, cfg.seed)

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lra.models.mixers.base import ssm_parameters
+from lra.models.mixers.base import declared_parameters
+from lra.models.norms import MaskedBatchNorm
 from lra.run.schedules import scheduler
 
 
@@ -27,6 +28,7 @@ class LRATask(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.98),
         eps: float = 1e-9,
         ssm_lr: float | None = None,
+        bias_norm_decay: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
@@ -69,25 +71,42 @@ class LRATask(pl.LightningModule):
         return adamw(self, self.hparams)
 
 
-def param_groups(module: nn.Module, lr: float, ssm_lr: float | None) -> list[dict]:
-    """Decoupled weight decay on every parameter, as the released LRA (flax) optimizer did, except the ones
-    mixers declare in `ssm_params`: those form a second group with `ssm_lr` (None = lr) and no weight decay."""
-    ssm = ssm_parameters(module)
-    ids = {id(p) for p in ssm}
-    groups = [{"params": [p for p in module.parameters() if id(p) not in ids]}]
+NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, MaskedBatchNorm)
+
+
+def param_groups(
+    module: nn.Module, lr: float, ssm_lr: float | None, bias_norm_decay: bool = True
+) -> list[dict]:
+    """Decoupled weight decay on every parameter, as the released LRA (flax) optimizer did, except:
+
+    - the parameters mixers declare in `ssm_params`: their own group at `ssm_lr` (None = lr), no weight decay;
+    - those declared in `no_decay_params`, and with `bias_norm_decay=False` every bias and every norm's weight (the
+      S4 code's default grouping): a group at `lr` without weight decay.
+    Empty groups are left out, so a Transformer has one group."""
+    ssm = declared_parameters(module, "ssm_params")
+    taken = {id(p) for p in ssm}
+    no_decay = [p for p in declared_parameters(module, "no_decay_params") if id(p) not in taken]
+    if not bias_norm_decay:
+        for owner in module.modules():
+            for name, p in owner.named_parameters(recurse=False):
+                if isinstance(owner, NORMS) or name == "bias":
+                    no_decay.append(p)
+    unique: dict[int, nn.Parameter] = {id(p): p for p in no_decay if id(p) not in taken}
+    taken |= set(unique)
+    groups = [{"params": [p for p in module.parameters() if id(p) not in taken]}]
+    if unique:
+        groups.append({"params": list(unique.values()), "weight_decay": 0.0})
     if ssm:
         groups.append({"params": ssm, "lr": lr if ssm_lr is None else ssm_lr, "weight_decay": 0.0})
     return groups
 
 
 def adamw(module: nn.Module, hp, name: str | None = None) -> dict:
-    """AdamW with a per-step LR schedule from `hp` (lr, weight_decay, betas, eps, ssm_lr, schedule, warmup_steps,
-    total_steps): what `configure_optimizers` returns, for fine-tuning and self-pretraining alike. `name` labels
-    the learning rate in the logs (LearningRateMonitor)."""
-    optimizer = torch.optim.AdamW(
-        param_groups(module, hp.lr, hp.get("ssm_lr")), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps,
-        weight_decay=hp.weight_decay,
-    )
+    """AdamW with a per-step LR schedule from `hp` (lr, weight_decay, betas, eps, ssm_lr, bias_norm_decay, schedule,
+    warmup_steps, total_steps): what `configure_optimizers` returns, for fine-tuning and self-pretraining alike.
+    `name` labels the learning rate in the logs (LearningRateMonitor)."""
+    groups = param_groups(module, hp.lr, hp.get("ssm_lr"), hp.get("bias_norm_decay", True))
+    optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay)
     lr_scheduler = scheduler(optimizer, hp.schedule, hp.warmup_steps, hp.total_steps)
     stepped = {"scheduler": lr_scheduler, "interval": "step"}
     if name is not None:

@@ -22,7 +22,9 @@ a mixer overrides only what differs:
   mixer must still work (start afresh).
 - `ssm_params = ()`: names of the mixer's own parameters (as in its `named_parameters()`) that form a separate
   optimiser group: `optim.ssm_lr` (null = `optim.lr`) and no weight decay, as state-space models train their
-  recurrence (S4D's step and A, the LRU's lambda). `ssm_parameters(model)` collects them for the optimiser.
+  recurrence (S4D's step and A, the LRU's lambda). `no_decay_params = ()`: parameters at `optim.lr` without weight
+  decay (S4D's step where the S4 recipes leave its lr unset). Either may be set per instance from an option.
+  `declared_parameters(model, attribute)` collects them for the optimiser (lra.run.task.param_groups).
 - `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that the encoder applies
   before layer `layer`, changing the sequence later layers and the pooling see (the Fourier Transformer's spectral
   filter); `cls` says whether position 0 is the CLS token. Default: None (no resizing).
@@ -74,6 +76,7 @@ class Mixer(nn.Module):
     uses_heads: bool = True
     uses_state: bool = False
     ssm_params: tuple[str, ...] = ()
+    no_decay_params: tuple[str, ...] = ()
     # True for the methods the LRA release has (set by @register(..., impl="release")): only those change with impl.
     released: bool = False
 
@@ -102,13 +105,13 @@ class Mixer(nn.Module):
         return None
 
 
-def ssm_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Every parameter that a mixer inside `model` names in its `ssm_params`, each once."""
+def declared_parameters(model: nn.Module, attribute: str) -> list[nn.Parameter]:
+    """Every parameter that a mixer inside `model` names in its `attribute` (ssm_params, no_decay_params), once."""
     found: dict[int, nn.Parameter] = {}
     for module in model.modules():
-        if isinstance(module, Mixer) and module.ssm_params:
+        if isinstance(module, Mixer) and getattr(module, attribute):
             own = dict(module.named_parameters())
-            for name in module.ssm_params:
+            for name in getattr(module, attribute):
                 found[id(own[name])] = own[name]
     return list(found.values())
 

@@ -49,18 +49,19 @@ def ring_init(n: int, r_min: float, r_max: float, max_phase: float) -> tuple[tor
 
 @register("lru")
 class LRUMixer(Mixer):
-    """Bidirectional LRU layer: y = GLU(W GELU(y_fwd + y_bwd + D u)), y_dir = Re(C_dir x_dir).
+    """LRU layer: y = GLU(W drop(GELU(y_fwd + y_bwd + D u))), y_dir = Re(C_dir x_dir); `bidirectional=False` keeps the
+    forward scan only (the LRU paper's ListOps, Text, Retrieval and sCIFAR models).
 
     The two directions are summed (each has its own lambda, gamma, B, C; one shared D). The mask is used: padded
     inputs are zeroed before both scans. Appended pads come after every real position in the forward scan, and
     first in the reversed one, where a zero input keeps the state at exactly 0: real outputs never see them.
     Options: `d_state` (complex states per direction), `r_min`, `r_max` (the init ring), `max_phase` (the init
-    phase range; the paper uses pi/10 on some LRA tasks). `ssm_params` (nu, theta, gamma) train with
-    `optim.ssm_lr` and no weight decay, as the authors do for the recurrence.
+    phase range; the paper uses pi/10 on Path-X), `bidirectional`. `ssm_params` (nu, theta, gamma and B) train
+    with `optim.ssm_lr` and no weight decay, as the paper's appendix D.2 trains them.
     """
 
     uses_heads = False
-    ssm_params = ("nu_log", "theta_log", "gamma_log")
+    ssm_params = ("nu_log", "theta_log", "gamma_log", "b")
 
     def __init__(
         self,
@@ -72,27 +73,29 @@ class LRUMixer(Mixer):
         r_min: float = 0.9,
         r_max: float = 0.999,
         max_phase: float = 2 * math.pi,
+        bidirectional: bool = True,
         **base,
     ) -> None:
         super().__init__(d_model, n_heads, max_len, dropout, **base)
         if not 0.0 <= r_min < r_max < 1.0:
             raise LRAError(f"model.r_min={r_min} and model.r_max={r_max} must satisfy 0 <= r_min < r_max < 1")
-        self.d_state, self.r_min, self.r_max = d_state, r_min, r_max
-        h, n = d_model, d_state
-        nu, theta = zip(*(ring_init(n, r_min, r_max, max_phase) for _ in range(2)), strict=True)
-        self.nu_log = nn.Parameter(torch.stack(nu))  # [2, N]; index 0 forward, 1 backward
-        self.theta_log = nn.Parameter(torch.stack(theta))  # [2, N]
+        self.d_state, self.r_min, self.r_max, self.bidirectional = d_state, r_min, r_max, bidirectional
+        h, n, dirs = d_model, d_state, 1 + int(bidirectional)
+        nu, theta = zip(*(ring_init(n, r_min, r_max, max_phase) for _ in range(dirs)), strict=True)
+        self.nu_log = nn.Parameter(torch.stack(nu))  # [dirs, N]; index 0 forward, 1 backward
+        self.theta_log = nn.Parameter(torch.stack(theta))  # [dirs, N]
         modulus = torch.exp(-torch.exp(self.nu_log.detach()))
-        self.gamma_log = nn.Parameter(torch.log(torch.sqrt(1 - modulus**2).clamp_min(1e-8)))  # [2, N]
+        self.gamma_log = nn.Parameter(torch.log(torch.sqrt(1 - modulus**2).clamp_min(1e-8)))  # [dirs, N]
         # Glorot-like complex inits of the paper: B ~ N(0, 1/(2H)) per part, C ~ N(0, 1/N) per part.
-        self.b = nn.Parameter(torch.randn(2, 2, n, h) / math.sqrt(2 * h))  # [dir, re/im, N, H]
-        self.c = nn.Parameter(torch.randn(2, 2, h, n) / math.sqrt(n))  # [dir, re/im, H, N]
+        self.b = nn.Parameter(torch.randn(dirs, 2, n, h) / math.sqrt(2 * h))  # [dirs, re/im, N, H]
+        self.c = nn.Parameter(torch.randn(dirs, 2, h, n) / math.sqrt(n))  # [dirs, re/im, H, N]
         self.d = nn.Parameter(torch.randn(h))
         self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)  # between the activation and the GLU, as the S4 block and the LRU paper
         self.out = nn.Sequential(nn.Linear(h, 2 * h), nn.GLU(dim=-1))
 
     def lam(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """lambda [2, N] complex."""
+        """lambda [dirs, N] complex."""
         return torch.exp(torch.complex(-torch.exp(self.nu_log.to(dtype)), torch.exp(self.theta_log.to(dtype))))
 
     def direction(self, u: torch.Tensor, index: int) -> torch.Tensor:
@@ -106,9 +109,11 @@ class LRUMixer(Mixer):
         return x.real @ c[0].T - x.imag @ c[1].T
 
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
-        """Both scans plus skip, u [B, L, H] -> [B, L, H], before GELU and GLU."""
+        """Both scans (or the forward one) plus skip, u [B, L, H] -> [B, L, H], before GELU and GLU."""
         v = u.to(torch.float64 if u.dtype == torch.float64 else torch.float32)
-        y = self.direction(v, 0) + self.direction(v.flip(1), 1).flip(1) + self.d.to(v.dtype) * v
+        y = self.direction(v, 0) + self.d.to(v.dtype) * v
+        if self.bidirectional:
+            y = y + self.direction(v.flip(1), 1).flip(1)
         return y.to(u.dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -119,7 +124,7 @@ class LRUMixer(Mixer):
                 y = self.ssm(x)
         else:
             y = self.ssm(x)
-        return self.out(self.act(y))
+        return self.out(self.drop(self.act(y)))
 
     def extra_repr(self) -> str:
-        return f"d_state={self.d_state}, r_min={self.r_min}, r_max={self.r_max}"
+        return f"d_state={self.d_state}, r_min={self.r_min}, r_max={self.r_max}, bidirectional={self.bidirectional}"

@@ -24,6 +24,7 @@ from lra.models.mixers.base import Mixer
 from lra.models.mixers.registry import register
 
 INITS = ("lin", "inv")
+DT_LRS = ("ssm", "lr")  # the step size log_dt trains at optim.ssm_lr or at optim.lr
 
 
 def init_a(d_model: int, d_state: int, init: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,13 +78,15 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 @register("s4d")
 class S4DMixer(Mixer):
-    """Bidirectional S4D layer: y = GLU(W GELU(K_fwd * u + flip(K_bwd * flip(u)) + D u)).
+    """Bidirectional S4D layer: y = GLU(W drop(GELU(K_fwd * u + flip(K_bwd * flip(u)) + D u))).
 
     The mask is used: padded inputs are zeroed before both convolutions, so they reach no real position in either
     direction (the forward kernel only looks back; the backward one sees the pads as zeros). Options: `d_state`
     (the real state size N; N/2 complex modes are stored), `ssm_init` = lin | inv (S4D-Lin or S4D-Inv A),
-    `dt_min`, `dt_max` (the log-uniform range of the initial step). `ssm_params` (log_dt, A, B) train with
-    `optim.ssm_lr` and no weight decay, as the authors train them; C, D and the output projection do not.
+    `dt_min`, `dt_max` (the log-uniform range of the initial step), `dt_lr`. `ssm_params` (log_dt, A, B) train
+    with `optim.ssm_lr` and no weight decay, as the authors train them; C, D and the output projection do not.
+    `dt_lr=lr` moves the step to `optim.lr`, still without weight decay: the S4 ListOps, Text and Retrieval recipes
+    set `lr.dt: null` (the main lr) and 0.001 only for A and B.
     """
 
     uses_heads = False
@@ -99,6 +102,7 @@ class S4DMixer(Mixer):
         ssm_init: str = "lin",
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
+        dt_lr: str = "ssm",
         **base,
     ) -> None:
         super().__init__(d_model, n_heads, max_len, dropout, **base)
@@ -106,6 +110,11 @@ class S4DMixer(Mixer):
             raise LRAError(f"model.ssm_init={ssm_init!r} is not an S4D init; use one of: {', '.join(INITS)}")
         if d_state < 2 or d_state % 2:
             raise LRAError(f"model.d_state={d_state} must be an even number >= 2 (conjugate pairs)")
+        if dt_lr not in DT_LRS:
+            raise LRAError(f"model.dt_lr={dt_lr!r} is not a step-size lr; use one of: {', '.join(DT_LRS)}")
+        if dt_lr == "lr":
+            self.ssm_params = tuple(p for p in self.ssm_params if p != "log_dt")
+            self.no_decay_params = ("log_dt",)
         self.d_state, self.ssm_init = d_state, ssm_init
         h, n = d_model, d_state // 2
         # Index 0 of every parameter is the forward direction, 1 the backward one.
@@ -118,6 +127,7 @@ class S4DMixer(Mixer):
         self.c = nn.Parameter(torch.randn(2, h, n, 2) * math.sqrt(0.5))  # complex N(0, 1)
         self.d = nn.Parameter(torch.randn(h))
         self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)  # between the activation and the GLU, as the S4 block and the LRU paper
         self.out = nn.Sequential(nn.Linear(h, 2 * h), nn.GLU(dim=-1))
 
     def kernel(self, length: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -141,7 +151,7 @@ class S4DMixer(Mixer):
                 y = self.ssm(x)
         else:
             y = self.ssm(x)
-        return self.out(self.act(y))
+        return self.out(self.drop(self.act(y)))
 
     def extra_repr(self) -> str:
         return f"d_state={self.d_state}, ssm_init={self.ssm_init!r}"
