@@ -97,7 +97,7 @@ def sequential_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
-@pytest.mark.parametrize("length", [1, 2, 5, 16, 37])
+@pytest.mark.parametrize("length", [1, 2, 5, 16, 17, 37, 256, 300])  # one block, blocks with a tail, two levels
 def test_parallel_scan_equals_the_sequential_loop(length):
     g = torch.Generator().manual_seed(length)
     def draw(*shape: int) -> torch.Tensor:
@@ -105,7 +105,9 @@ def test_parallel_scan_equals_the_sequential_loop(length):
 
     a = torch.complex(torch.rand(length, 4, dtype=torch.float64, generator=g), draw(length, 4) * 0.5)  # time-varying
     b = torch.complex(draw(3, length, 4), draw(3, length, 4))
-    torch.testing.assert_close(parallel_scan(a, b), sequential_scan(a, b), rtol=1e-10, atol=1e-10)
+    expected = sequential_scan(a, b)
+    torch.testing.assert_close(parallel_scan(a, b), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(parallel_scan(a, b, chunk=3), expected, rtol=1e-10, atol=1e-10)  # deep recursion
 
 
 def test_lru_equals_the_recurrence_both_directions():

@@ -3,6 +3,8 @@ name, and carries the values its source states (docs/reference.md#small-protocol
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -60,6 +62,64 @@ def test_each_recipe_records_its_name_and_carries_its_sources_values(name):
     assert (cfg.model.n_layers, cfg.model.d_model, cfg.model.d_ff, cfg.model.n_heads) == (2, 64, 128, 2)
     assert cfg.model.norm == "pre" and cfg.model.pos == "learned" and cfg.model.impl == "paper"
     assert cfg.model.init == "small_embed" and list(cfg.optim.betas) == [0.9, 0.999] and cfg.optim.eps == 1e-6
+    build_model(cfg.model, cfg.task)
+
+
+# From the sources, not from our configs. state-spaces/s4 configs/experiment/lra/s4-*.yaml: (n_layers, d_model, norm,
+# dropout, lr, warmup, steps, batch, d_state, dt at the main lr (lr.dt: null), dt_min).
+S4_STATED = {
+    "listops": (6, 256, "post", 0.0, 0.01, 12000, 120000, 32, 4, True, 0.001),
+    "text": (6, 256, "pre", 0.0, 0.01, 5000, 50000, 16, 4, True, 0.001),
+    "retrieval": (6, 256, "pre", 0.0, 0.01, 5000, 50000, 64, 4, True, 0.001),
+    "image": (6, 512, "post", 0.1, 0.01, 18000, 180000, 50, 64, False, 0.001),
+    "pathfinder": (6, 256, "pre", 0.0, 0.004, 50000, 500000, 64, 64, False, 0.001),
+    "pathx": (6, 256, "pre", 0.0, 0.001, 50000, 500000, 16, 64, False, 0.0001),
+}
+# The LRU paper (arXiv 2303.06349) Table 9 and Table 8's LRU row: (H, N, iterations, batch, LR factor, dropout, r_min,
+# r_max, bidirectional (appendix D.1)); base lr: sCIFAR 0.004 (section C.2), else S5's (its run_lra_*.sh).
+LRU_STATED = {
+    "listops": (128, 256, 80000, 32, 0.5, 0.0, 0.0, 0.99, False, 0.003),
+    "text": (256, 192, 50000, 32, 0.1, 0.1, 0.5, 0.9, False, 0.004),
+    "retrieval": (128, 256, 100000, 64, 0.5, 0.1, 0.5, 0.9, False, 0.002),
+    "image": (512, 384, 180000, 50, 0.25, 0.1, 0.9, 0.999, False, 0.004),
+    "pathfinder": (192, 256, 500000, 64, 0.25, 0.0, 0.9, 0.999, True, 0.0045),
+    "pathx": (128, 256, 250000, 32, 0.25, 0.0, 0.999, 0.9999, True, 0.0018),
+}
+
+
+def s4_config(task: str, model: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=[f"experiment=s4/{task}", f"model={model}"])
+
+
+@pytest.mark.parametrize("task", sorted(S4_STATED))
+def test_s4_recipe_carries_the_s4_authors_values_for_s4d(task):
+    layers, width, norm, dropout, lr, warmup, steps, batch, d_state, dt_main, dt_min = S4_STATED[task]
+    cfg = s4_config(task, "s4d")
+    m, o = cfg.model, cfg.optim
+    assert (m.n_layers, m.d_model, m.norm, m.norm_type, m.dropout, m.attn_dropout) == (
+        layers, width, norm, "batch", dropout, dropout)
+    assert (m.d_ff, m.pool, m.pos, m.head, m.d_state, m.dt_min, m.dt_lr) == (
+        0, "mean", "none", "linear", d_state, dt_min, "lr" if dt_main else "ssm")
+    assert (o.lr, o.ssm_lr, o.weight_decay, o.bias_norm_decay, o.schedule, o.warmup_steps) == (
+        lr, 0.001, 0.05, False, "cosine", warmup)
+    assert (cfg.trainer.max_steps, cfg.task.batch_size, list(o.betas), o.eps) == (steps, batch, [0.9, 0.999], 1e-8)
+    assert task != "text" or cfg.task.max_len == 4096
+    build_model(cfg.model, cfg.task)
+
+
+@pytest.mark.parametrize("task", sorted(LRU_STATED))
+def test_s4_recipe_carries_the_lru_papers_values_for_the_lru(task):
+    width, states, steps, batch, factor, dropout, r_min, r_max, both, lr = LRU_STATED[task]
+    cfg = s4_config(task, "lru")
+    m, o = cfg.model, cfg.optim
+    assert cfg.recipe == f"s4/{task}" and (m.n_layers, m.d_model, m.d_state) == (6, width, states)
+    assert (m.norm, m.norm_type, m.dropout, m.attn_dropout, m.d_ff) == ("pre", "batch", dropout, dropout, 0)
+    assert (m.r_min, m.r_max, m.bidirectional) == (r_min, r_max, both)
+    assert m.max_phase == pytest.approx(math.pi / 10 if task == "pathx" else 2 * math.pi)
+    assert (o.lr, o.weight_decay, o.bias_norm_decay, o.schedule) == (lr, 0.05, True, "cosine")
+    assert o.ssm_lr == pytest.approx(lr * factor, rel=1e-9)
+    assert (cfg.trainer.max_steps, o.warmup_steps, cfg.task.batch_size) == (steps, steps // 10, batch)
     build_model(cfg.model, cfg.task)
 
 

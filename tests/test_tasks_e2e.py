@@ -48,6 +48,25 @@ def test_task_trains_and_records_results(tmp_path, task, model, interaction):
     assert any((data_dir / ".cache").iterdir()), "the token cache lives under data_dir"
 
 
+@pytest.mark.parametrize("task, model", [(task, model) for task in TASKS for model in ("s4d", "lru")])
+def test_state_space_models_train_under_their_recipe_on_every_task(tmp_path, task, model):
+    """S4D and the LRU under experiment=s4/<task>, block shape as the recipe has it (no feed-forward branch, batch
+    norm, the LRU's one direction or two), on every task's fixture files."""
+    if task not in MAKERS:
+        pytest.fail(f"conf/task/{task}.yaml has no fixture maker: add one to MAKERS in tests/task_fixtures.py")
+    data_dir = tmp_path / "data"
+    extra = MAKERS[task](data_dir)
+    out = tmp_path / "run"
+    tiny = [o for o in tiny_run_overrides(data_dir, out) if not o.startswith("model.d_ff=")]
+    cfg = compose_train([f"experiment=s4/{task}", f"model={model}", *tiny, "model.d_state=4", "optim.warmup_steps=1",
+                         *extra])
+    assert (cfg.model.d_ff, cfg.model.norm_type, cfg.model.pos) == (0, "batch", "none")
+    run(cfg)
+    results = json.loads((out / "results.json").read_text())
+    assert (results["recipe"], results["model"], results["step"]) == (f"s4/{task}", model, 4)
+    assert 0.0 <= results["test_acc"] <= 1.0
+
+
 def test_every_fixture_maker_has_a_task_config():
     assert set(MAKERS) <= set(TASKS), f"fixture makers without a conf/task config: {sorted(set(MAKERS) - set(TASKS))}"
 

@@ -8,8 +8,10 @@ with lambda = exp(-exp(nu) + i exp(theta)), so |lambda| = exp(-exp(nu)) < 1 for 
 initialised uniformly on the ring r_min <= |lambda| <= r_max, and gamma = sqrt(1 - |lambda|^2) (learned from that
 start, as the paper's code does) so that the state's variance does not grow with 1/(1 - |lambda|^2).
 
-The recurrence is a scan of the associative operator (a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2), computed in
-ceil(log2 L) Hillis-Steele doubling steps in plain PyTorch, O(L log L) work, no Python loop over time.
+The recurrence is a scan of the associative operator (a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2), in plain PyTorch
+with no Python loop over time: Hillis-Steele doubling steps inside blocks of 8 positions, then the same scan over
+the blocks' end states (`parallel_scan`, recursively): about 3 L element passes (log2 8) plus the combination,
+kept for the backward, instead of log2(L) passes of the plain doubling scan.
 """
 
 from __future__ import annotations
@@ -23,20 +25,42 @@ from lra.errors import LRAError
 from lra.models.mixers.base import Mixer
 from lra.models.mixers.registry import register
 
+CHUNK = 8  # positions per block of the two-level scan (4-8 timed fastest on CPU at L 16K)
 
-def parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x_k = a_k x_{k-1} + b_k from x_{-1} = 0, for a [L, N] (shared over the batch) and b [B, L, N].
+
+def doubling_scan(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scan along axis -2, in ceil(log2 C) Hillis-Steele steps: a [..., C, N] broadcasts against b [B, ..., C, N].
 
     Step j combines each position with the one 2^j back: afterwards position k holds the pair for the window
-    (k - 2^(j+1), k], so after ceil(log2 L) steps it holds the whole prefix.
-    """
-    length = b.shape[1]
+    (k - 2^(j+1), k], so after the last step it holds the whole prefix. Returns the prefix products of a and x."""
+    length = b.shape[-2]
     shift = 1
     while shift < length:
-        b = torch.cat([b[:, :shift], b[:, shift:] + a[shift:] * b[:, :-shift]], dim=1)
-        a = torch.cat([a[:shift], a[shift:] * a[:-shift]], dim=0)
+        b = torch.cat([b[..., :shift, :], b[..., shift:, :] + a[..., shift:, :] * b[..., :-shift, :]], dim=-2)
+        a = torch.cat([a[..., :shift, :], a[..., shift:, :] * a[..., :-shift, :]], dim=-2)
         shift *= 2
-    return b
+    return a, b
+
+
+def parallel_scan(a: torch.Tensor, b: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+    """x_k = a_k x_{k-1} + b_k from x_{-1} = 0, for a [L, N] (shared over the batch) and b [B, L, N].
+
+    Two levels: a doubling scan inside each block of `chunk` positions (log2(chunk) passes over [B, L, N] instead of
+    log2(L), each kept for the backward), then the same scan, recursively, over the blocks' end states (L / chunk
+    of them), whose incoming state each block adds times its prefix product of a."""
+    length = b.shape[1]
+    if length <= chunk:
+        return doubling_scan(a, b)[1]
+    pad = -length % chunk
+    if pad:  # a = 1, b = 0 past the end: the state is carried, nothing added
+        a = torch.cat([a, a.new_ones(pad, a.shape[-1])])
+        b = torch.cat([b, b.new_zeros(b.shape[0], pad, b.shape[-1])], dim=1)
+    blocks = a.shape[0] // chunk
+    a_in, x_in = doubling_scan(a.reshape(blocks, chunk, -1), b.reshape(b.shape[0], blocks, chunk, -1))
+    ends = parallel_scan(a_in[:, -1], x_in[:, :, -1], chunk)  # [B, M, N]: the state at each block's end
+    entering = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], dim=1)  # [B, M, N]: the state before each
+    x = x_in + a_in * entering[:, :, None]  # [B, M, C, N]
+    return x.flatten(1, 2)[:, :length]
 
 
 def ring_init(n: int, r_min: float, r_max: float, max_phase: float) -> tuple[torch.Tensor, torch.Tensor]:
