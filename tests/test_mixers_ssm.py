@@ -275,3 +275,14 @@ def test_s4_recipe_trains_with_its_own_block_shape(model, listops_data, tmp_path
     assert cfg.optim.ssm_lr == ssm_lr
     assert (cfg.model.dt_lr if model == "s4d" else cfg.model.bidirectional) == own
     assert 0.0 <= run(cfg) <= 1.0
+
+
+@pytest.mark.parametrize("name", ["s4d", "lru"])
+def test_dropout_sits_inside_the_layer_before_the_glu(name):
+    """The mixer's dropout (model.attn_dropout) acts between the activation and the GLU in training only."""
+    torch.manual_seed(0)
+    mixer = build_mixer(name, d_model=D, n_heads=1, max_len=L, dropout=0.5, d_state=4)
+    x, mask = torch.randn(2, L, D), torch.ones(2, L, dtype=torch.bool)
+    assert not torch.allclose(mixer(x, mask), mixer(x, mask))
+    mixer.eval()
+    torch.testing.assert_close(mixer(x, mask), mixer.out(mixer.act(mixer.ssm(x))))
