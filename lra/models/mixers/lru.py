@@ -8,10 +8,9 @@ with lambda = exp(-exp(nu) + i exp(theta)), so |lambda| = exp(-exp(nu)) < 1 for 
 initialised uniformly on the ring r_min <= |lambda| <= r_max, and gamma = sqrt(1 - |lambda|^2) (learned from that
 start, as the paper's code does) so that the state's variance does not grow with 1/(1 - |lambda|^2).
 
-The recurrence is a scan of the associative operator (a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2), in plain PyTorch
-with no Python loop over time: Hillis-Steele doubling steps inside blocks of 8 positions, then the same scan over
-the blocks' end states (`parallel_scan`, recursively): about 3 L element passes (log2 8) plus the combination,
-kept for the backward, instead of log2(L) passes of the plain doubling scan.
+The recurrence is a scan of the associative operator (a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2) in plain PyTorch:
+blocks of 8 positions are scanned all at once, then the same scan runs over the blocks' end states, recursively
+(`parallel_scan`): O(L) work and memory, about 8 log_8(L) dependent steps, no step over the whole sequence.
 """
 
 from __future__ import annotations
@@ -28,35 +27,36 @@ from lra.models.mixers.registry import register
 CHUNK = 8  # positions per block of the two-level scan (4-8 timed fastest on CPU at L 16K)
 
 
-def doubling_scan(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scan along axis -2, in ceil(log2 C) Hillis-Steele steps: a [..., C, N] broadcasts against b [B, ..., C, N].
+def block_scan(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scan inside every block at once, along axis -2: a [M, C, N] broadcasts against b [B, M, C, N].
 
-    Step j combines each position with the one 2^j back: afterwards position k holds the pair for the window
-    (k - 2^(j+1), k], so after the last step it holds the whole prefix. Returns the prefix products of a and x."""
-    length = b.shape[-2]
-    shift = 1
-    while shift < length:
-        b = torch.cat([b[..., :shift, :], b[..., shift:, :] + a[..., shift:, :] * b[..., :-shift, :]], dim=-2)
-        a = torch.cat([a[..., :shift, :], a[..., shift:, :] * a[..., :-shift, :]], dim=-2)
-        shift *= 2
-    return a, b
+    C (a few positions) sequential steps, each vectorised over every block, batch and state. Through `unbind`
+    and `stack` the backward allocates once; slicing a tensor per step (or per doubling step) would make a full-size
+    zero gradient per slice. Returns the prefix products of a within each block, and the states."""
+    a_steps, b_steps = a.unbind(-2), b.unbind(-2)
+    a_prefix, x = [a_steps[0]], [b_steps[0]]
+    for a_k, b_k in zip(a_steps[1:], b_steps[1:], strict=True):
+        x.append(a_k * x[-1] + b_k)
+        a_prefix.append(a_k * a_prefix[-1])
+    return torch.stack(a_prefix, -2), torch.stack(x, -2)
 
 
 def parallel_scan(a: torch.Tensor, b: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """x_k = a_k x_{k-1} + b_k from x_{-1} = 0, for a [L, N] (shared over the batch) and b [B, L, N].
 
-    Two levels: a doubling scan inside each block of `chunk` positions (log2(chunk) passes over [B, L, N] instead of
-    log2(L), each kept for the backward), then the same scan, recursively, over the blocks' end states (L / chunk
-    of them), whose incoming state each block adds times its prefix product of a."""
+    A scan of the associative operator above, in two levels: every block of `chunk` positions is scanned by itself
+    (`block_scan`, all blocks at once), then the same scan, recursively, runs over the blocks' L / chunk end states,
+    and each block adds its incoming state times its prefix product of a. Depth about chunk * log_chunk(L) steps,
+    O(L) work and memory; no step walks the whole sequence."""
     length = b.shape[1]
     if length <= chunk:
-        return doubling_scan(a, b)[1]
+        return block_scan(a[None], b[:, None])[1][:, 0]
     pad = -length % chunk
     if pad:  # a = 1, b = 0 past the end: the state is carried, nothing added
         a = torch.cat([a, a.new_ones(pad, a.shape[-1])])
         b = torch.cat([b, b.new_zeros(b.shape[0], pad, b.shape[-1])], dim=1)
     blocks = a.shape[0] // chunk
-    a_in, x_in = doubling_scan(a.reshape(blocks, chunk, -1), b.reshape(b.shape[0], blocks, chunk, -1))
+    a_in, x_in = block_scan(a.reshape(blocks, chunk, -1), b.reshape(b.shape[0], blocks, chunk, -1))
     ends = parallel_scan(a_in[:, -1], x_in[:, :, -1], chunk)  # [B, M, N]: the state at each block's end
     entering = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], dim=1)  # [B, M, N]: the state before each
     x = x_in + a_in * entering[:, :, None]  # [B, M, C, N]
@@ -124,13 +124,17 @@ class LRUMixer(Mixer):
 
     def direction(self, u: torch.Tensor, index: int) -> torch.Tensor:
         """Re(C x) of one direction's scan over u [B, L, H] (in time order) -> [B, L, H]."""
-        dtype = u.dtype
-        b, c = self.b[index].to(dtype), self.c[index].to(dtype)
+        dtype, (batch, length, h), n = u.dtype, u.shape, self.d_state
+        b, c = self.b[index].to(dtype), self.c[index].to(dtype)  # [2, N, H], [2, H, N]: real and imaginary parts
         gamma = torch.exp(self.gamma_log[index].to(dtype))  # [N]
-        bu = torch.complex(u @ b[0].T, u @ b[1].T) * gamma  # [B, L, N]
-        lam = self.lam(dtype)[index].expand(u.shape[1], -1)  # [L, N]
+        # One real matmul each way: the weights hold (re, im) interleaved per state, the layout of a complex tensor,
+        # so the projections' outputs and inputs are complex tensors viewed as real ones (no copies).
+        w_in = (b * gamma[:, None]).permute(2, 1, 0).reshape(h, 2 * n)  # [H, N, 2] -> [H, 2N]
+        bu = torch.view_as_complex((u @ w_in).view(batch, length, n, 2))  # gamma B u: [B, L, N] complex
+        lam = self.lam(dtype)[index].expand(length, -1)  # [L, N]
         x = parallel_scan(lam, bu)  # [B, L, N]
-        return x.real @ c[0].T - x.imag @ c[1].T
+        w_out = torch.stack([c[0], -c[1]], dim=-1).reshape(h, 2 * n)  # Re(C x) = C_re x_re - C_im x_im: [H, 2N]
+        return torch.view_as_real(x).flatten(-2) @ w_out.T
 
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
         """Both scans (or the forward one) plus skip, u [B, L, H] -> [B, L, H], before GELU and GLU."""
