@@ -11,15 +11,7 @@ from pathlib import Path
 
 import torch
 
-
-def proc_status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+from lra.proc_status import proc_status_kb
 
 
 class PeakMemory:

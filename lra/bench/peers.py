@@ -266,14 +266,8 @@ def peer_source(argv: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
-def main(argv: list[str] | None = None, source: str = "authors") -> int:
-    if source == "hf":
-        from lra.bench.hf_peers import main as hf_main
-
-        return hf_main(argv)
-    if source != "authors":
-        print(f"error: --peers {source}: no such peer; choose from {', '.join(SOURCES)}", file=sys.stderr)
-        return 2
+def main(argv: list[str] | None = None) -> int:
+    """Against the Nystromformer authors' code; `python -m lra.bench --peers hf` goes to lra.bench.hf_peers."""
     args = parse_args(argv)
     return run(lambda: bench_peers(args), args.threads)
 

@@ -245,7 +245,15 @@ def main(argv: list[str] | None = None) -> int:
 
     source = peers.peer_source(argv)
     if source is not None:  # against public implementations of the same methods (lra.bench.peers, .hf_peers)
-        return peers.main(source[1], source=source[0])
+        name, rest = source
+        if name == "hf":
+            from lra.bench import hf_peers
+
+            return hf_peers.main(rest)
+        if name != "authors":
+            print(f"error: --peers {name}: no such peer; choose from {', '.join(peers.SOURCES)}", file=sys.stderr)
+            return 2
+        return peers.main(rest)
     args = parse_args(argv)
     return run(lambda: bench_models(args, check_device(args.device, args.clock)), args.threads)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from lra.bench.memory import proc_status_kb
+from lra.proc_status import proc_status_kb
 
 # Writing "5" here resets the process's VmHWM (peak resident set size) to its current RSS (Linux only).
 CLEAR_REFS = Path("/proc/self/clear_refs")
