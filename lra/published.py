@@ -38,7 +38,7 @@ RECIPE_OF_SOURCE = {
 RECIPES = {
     "lra": "the LRA release (experiment=lra/<task>)",
     "fnet": "the FNet paper's LRA runs (experiment=fnet/<task>)",
-    "s4": "the S4 authors' recipes (experiment=s4/<task>)",
+    "s4": "the S4 authors' recipes; the LRU paper's for model=lru (experiment=s4/<task>)",
     "nystrom": "Nystromformer's 2-layer d 64 protocol (experiment=nystrom/<task>)",
     "skyformer": "Skyformer's protocol: the Nystromformer model, 50k steps (experiment=skyformer/<task>)",
     "xformers": "xformers' config_nystrom protocol (experiment=xformers/<task>)",
