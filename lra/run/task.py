@@ -85,13 +85,11 @@ def param_groups(
     Empty groups are left out, so a Transformer has one group."""
     ssm = declared_parameters(module, "ssm_params")
     taken = {id(p) for p in ssm}
-    no_decay = [p for p in declared_parameters(module, "no_decay_params") if id(p) not in taken]
+    no_decay = declared_parameters(module, "no_decay_params")
     if not bias_norm_decay:
-        for owner in module.modules():
-            for name, p in owner.named_parameters(recurse=False):
-                if isinstance(owner, NORMS) or name == "bias":
-                    no_decay.append(p)
-    unique: dict[int, nn.Parameter] = {id(p): p for p in no_decay if id(p) not in taken}
+        no_decay += [p for owner in module.modules() for name, p in owner.named_parameters(recurse=False)
+                     if isinstance(owner, NORMS) or name == "bias"]
+    unique = {id(p): p for p in no_decay if id(p) not in taken}  # an SSM parameter stays in the SSM group
     taken |= set(unique)
     groups = [{"params": [p for p in module.parameters() if id(p) not in taken]}]
     if unique:

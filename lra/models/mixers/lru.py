@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.base import Mixer
+from lra.models.mixers.gated_ssm import GatedSSMMixer
 from lra.models.mixers.registry import register
 
 CHUNK = 8  # positions per block of the two-level scan (4-8 timed fastest on CPU at L 16K)
@@ -72,7 +72,7 @@ def ring_init(n: int, r_min: float, r_max: float, max_phase: float) -> tuple[tor
 
 
 @register("lru")
-class LRUMixer(Mixer):
+class LRUMixer(GatedSSMMixer):
     """LRU layer: y = GLU(W drop(GELU(y_fwd + y_bwd + D u))), y_dir = Re(C_dir x_dir); `bidirectional=False` keeps the
     forward scan only (the LRU paper's ListOps, Text, Retrieval and sCIFAR models).
 
@@ -84,7 +84,6 @@ class LRUMixer(Mixer):
     with `optim.ssm_lr` and no weight decay, as the paper's appendix D.2 trains them.
     """
 
-    uses_heads = False
     ssm_params = ("nu_log", "theta_log", "gamma_log", "b")
 
     def __init__(
@@ -114,9 +113,7 @@ class LRUMixer(Mixer):
         self.b = nn.Parameter(torch.randn(dirs, 2, n, h) / math.sqrt(2 * h))  # [dirs, re/im, N, H]
         self.c = nn.Parameter(torch.randn(dirs, 2, h, n) / math.sqrt(n))  # [dirs, re/im, H, N]
         self.d = nn.Parameter(torch.randn(h))
-        self.act = nn.GELU()
-        self.drop = nn.Dropout(dropout)  # between the activation and the GLU, as the S4 block and the LRU paper
-        self.out = nn.Sequential(nn.Linear(h, 2 * h), nn.GLU(dim=-1))
+        self.build_output(h, dropout)
 
     def lam(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """lambda [dirs, N] complex."""
@@ -143,16 +140,6 @@ class LRUMixer(Mixer):
         if self.bidirectional:
             y = y + self.direction(v.flip(1), 1).flip(1)
         return y.to(u.dtype)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x * mask[..., None].to(x.dtype)  # [B, L, D]: pads are zeros for both directions
-        device_type = x.device.type
-        if torch.amp.is_autocast_available(device_type):
-            with torch.autocast(device_type, enabled=False):  # the scan runs in float32 complex
-                y = self.ssm(x)
-        else:
-            y = self.ssm(x)
-        return self.out(self.drop(self.act(y)))
 
     def extra_repr(self) -> str:
         return f"d_state={self.d_state}, r_min={self.r_min}, r_max={self.r_max}, bidirectional={self.bidirectional}"

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lra.errors import LRAError
-from lra.models.mixers.base import Mixer
+from lra.models.mixers.gated_ssm import GatedSSMMixer
 from lra.models.mixers.registry import register
 
 INITS = ("lin", "inv")
@@ -77,7 +77,7 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 @register("s4d")
-class S4DMixer(Mixer):
+class S4DMixer(GatedSSMMixer):
     """Bidirectional S4D layer: y = GLU(W drop(GELU(K_fwd * u + flip(K_bwd * flip(u)) + D u))).
 
     The mask is used: padded inputs are zeroed before both convolutions, so they reach no real position in either
@@ -89,7 +89,6 @@ class S4DMixer(Mixer):
     set `lr.dt: null` (the main lr) and 0.001 only for A and B.
     """
 
-    uses_heads = False
     ssm_params = ("log_dt", "a_log_real", "a_imag", "b")
 
     def __init__(
@@ -126,9 +125,7 @@ class S4DMixer(Mixer):
         self.b = nn.Parameter(torch.stack([torch.ones(2, h, n), torch.zeros(2, h, n)], -1))  # complex as [..., 2]
         self.c = nn.Parameter(torch.randn(2, h, n, 2) * math.sqrt(0.5))  # complex N(0, 1)
         self.d = nn.Parameter(torch.randn(h))
-        self.act = nn.GELU()
-        self.drop = nn.Dropout(dropout)  # between the activation and the GLU, as the S4 block and the LRU paper
-        self.out = nn.Sequential(nn.Linear(h, 2 * h), nn.GLU(dim=-1))
+        self.build_output(h, dropout)
 
     def kernel(self, length: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Both directions' kernels [2, H, length], computed in `dtype` (float32 or float64)."""
@@ -142,16 +139,6 @@ class S4DMixer(Mixer):
         v = u.to(dtype).transpose(1, 2).contiguous()  # [B, H, L]: FFTs along the contiguous axis are fastest
         k = two_sided_kernel(self.kernel(v.shape[-1], dtype), self.d.to(dtype))  # [H, 2L]
         return fft_conv(v, k).transpose(1, 2).to(u.dtype)  # one FFT convolution for both directions and the skip
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x * mask[..., None].to(x.dtype)  # [B, L, D]: pads are zeros for both directions
-        device_type = x.device.type
-        if torch.amp.is_autocast_available(device_type):
-            with torch.autocast(device_type, enabled=False):  # torch.fft takes no bf16
-                y = self.ssm(x)
-        else:
-            y = self.ssm(x)
-        return self.out(self.drop(self.act(y)))
 
     def extra_repr(self) -> str:
         return f"d_state={self.d_state}, ssm_init={self.ssm_init!r}"
