@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import time
 from pathlib import Path
@@ -330,5 +331,7 @@ def test_both_stages_log_to_the_runs_one_wandb_run(listops_data, tmp_path):
     assert proc.returncode == 0, err[-3000:]
     sessions = sorted((out / "wandb").glob("offline-run-*"))
     assert len(sessions) == 2, sessions  # the pretraining's, then the fine-tuning's
-    assert {folder.name.rsplit("-", 1)[1] for folder in sessions} == {(out / "wandb_id").read_text().strip()}
+    # offline-run-<time>-<id>, and "-1" appended when both stages start within the same second
+    ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)(?:-\d+)?", folder.name).group(1) for folder in sessions}
+    assert ids == {(out / "wandb_id").read_text().strip()}
     assert b"pretrain/loss" in next(sessions[0].glob("*.wandb")).read_bytes()
