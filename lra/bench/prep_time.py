@@ -1,4 +1,4 @@
-"""How long each task's one-off preparation (read, tokenize, cache) takes, for the README's data table.
+"""How long each task's one-off preparation (read, tokenize, cache) takes, for the table in docs/data.md.
 
 Real LRA data cannot be fetched everywhere, so this writes stand-ins in the exact source formats at a realistic
 scale (the tests' format writers, with real-length texts), times the DataModule's `prepare_data`, and extrapolates

@@ -14,7 +14,8 @@ CPU_DROPOUT_BLOCK = 256
 
 def kernel_for(device: torch.device, dropout: float, training: bool) -> str:
     """Which attention computation runs: SDPA's fused kernels, except for attention dropout on CPU, where SDPA
-    falls back to its unfused math kernel and the blocked path below is faster (README "Speed and memory")."""
+    falls back to its unfused math kernel and the blocked path below is faster (benchmarks/README.md, "Attention
+    dropout on CPU")."""
     return "cpu_blocked_dropout" if training and dropout > 0 and device.type == "cpu" else "sdpa"
 
 

@@ -50,7 +50,7 @@ def import_mixer(path: str) -> type[Mixer]:
         ) from err
     if not (isinstance(cls, type) and issubclass(cls, Mixer)):
         raise LRAError(
-            f"model.mixer={path!r} is not a subclass of lra.models.mixers.Mixer; see README 'Add your own model'"
+            f"model.mixer={path!r} is not a subclass of lra.models.mixers.Mixer; see README 'Add a model'"
         )
     missing = [p for p in CORE if p not in inspect.signature(cls.__init__).parameters]
     if missing:
