@@ -20,6 +20,7 @@ COMMANDS = {
     "lra.bench.prep_time": "--work",
     "lra.bench.params": "--summary",
     "lra.leaderboard": "--wandb",
+    "lra.leaderboard.health": "--steps",
 }
 # Tools the pages name that are not this project's commands.
 NOT_OURS = {"pip", "pytest", "venv"}
@@ -27,7 +28,8 @@ NOT_OURS = {"pip", "pytest", "venv"}
 
 def named_commands() -> set[str]:
     """`python -m <module>` (and the Makefile's `$(BIN)/python -m <module>`) wherever a reader is told to type it."""
-    pages = [ROOT / "README.md", ROOT / "Makefile", ROOT / "benchmarks" / "README.md", *(ROOT / "docs").glob("*.md")]
+    pages = [ROOT / "README.md", ROOT / "Makefile", ROOT / "benchmarks" / "README.md", ROOT / "results" / "README.md",
+             *(ROOT / "docs").glob("*.md")]
     text = "\n".join(page.read_text() for page in pages)
     return {m for m in re.findall(r"python -m ([A-Za-z_][\w.]*\w)(?![\w.<])", text)} - NOT_OURS
 

@@ -1,0 +1,85 @@
+"""`python -m lra.leaderboard.health <run dirs>`: validation accuracy at fixed steps, from each run's own metrics log.
+
+A user comparing a fresh run against this table can tell within minutes whether it is on track (the S4 repository's
+habit of publishing a few early validation points per task). Reads `<run>/csv/metrics.csv` (or `<run>/metrics.csv`,
+where a committed run keeps it beside its results.json) and `results.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from lra.errors import LRAError
+
+METRICS = ("metrics.csv", "csv/metrics.csv")
+
+
+def metrics_file(run: Path) -> Path:
+    for name in METRICS:
+        if (run / name).is_file():
+            return run / name
+    raise LRAError(f"{run}: no metrics log ({' or '.join(METRICS)}); a run logs one with logger=csv")
+
+
+def val_curve(path: Path, key: str = "val/acc") -> dict[int, float]:
+    """{step: value} of every logged validation; Lightning logs validation N at global step N - 1 (0-based)."""
+    curve: dict[int, float] = {}
+    with path.open(newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            value = row.get(key) or ""
+            if not value:
+                continue
+            try:
+                step, number = int(row["step"]) + 1, float(value)
+            except (KeyError, ValueError) as error:
+                raise LRAError(f"{path}:{line}: unreadable row ({error}); is it a Lightning CSVLogger file?") from None
+            curve[step] = number
+    return curve
+
+
+def at_steps(curve: dict[int, float], steps: Sequence[int]) -> list[float | None]:
+    """The validation at each step, or None where the run did not validate exactly there."""
+    return [curve.get(step) for step in steps]
+
+
+def row(run: Path, steps: Sequence[int]) -> list[str]:
+    curve = val_curve(metrics_file(run))
+    results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+    speed = results.get("steps_per_s")
+    cells = [run.name]
+    cells += ["-" if v is None else f"{100 * v:.2f}" for v in at_steps(curve, steps)]
+    cells.append("-" if not isinstance(speed, int | float) or not math.isfinite(speed) else f"{speed:.2f}")
+    return cells
+
+
+def table(runs: Sequence[Path], steps: Sequence[int]) -> str:
+    head = ["run", *(f"val % @{s // 1000}k" if s % 1000 == 0 else f"val % @{s}" for s in steps), "steps/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row(run, steps)) + " |" for run in runs]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lra.leaderboard.health", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (each with a CSV metrics log)")
+    parser.add_argument("--steps", default="1000,2000,3000,4000,5000", help="comma-separated steps (default 1k..5k)")
+    args = parser.parse_args(argv)
+    try:
+        steps = [int(s) for s in args.steps.split(",")]
+    except ValueError:
+        parser.error(f"--steps {args.steps!r}: give comma-separated integers, e.g. 1000,2000")
+    try:
+        print(table(args.runs, steps))
+    except LRAError as error:
+        print(f"error: {error}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
