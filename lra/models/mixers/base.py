@@ -27,6 +27,10 @@ a mixer overrides only what differs:
   recurrence (S4D's step and A, the LRU's lambda). `no_decay_params = ()`: parameters at `optim.lr` without weight
   decay (S4D's step where the S4 recipes leave its lr unset). Either may be set per instance from an option.
   `declared_parameters(model, attribute)` collects them for the optimiser (lra.run.task.param_groups).
+- `restrict(window) -> bool`: cut the mixer's reach to |i - j| <= window positions (None: full reach again), for
+  the locality probe (lra.probe.locality); False, the default, where it cannot (it keeps its full reach). Exact and
+  local attention band their scores, S4D truncates its kernel to lags <= window, the LRU subtracts the state that
+  entered more than `window` steps ago, the convolution zeroes taps beyond it. The window is `self.window`.
 - `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that the encoder applies
   before layer `layer`, changing the sequence later layers and the pooling see (the Fourier Transformer's spectral
   filter); `cls` says whether position 0 is the CLS token. Default: None (no resizing).
@@ -65,6 +69,11 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(b, n, n_heads, d // n_heads).transpose(1, 2)
 
 
+def within(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int) -> torch.Tensor:
+    """[..., Q] and [..., K] positions -> [..., Q, K]: |i - j| <= window (the locality probe's band)."""
+    return (query_pos[..., :, None] - key_pos[..., None, :]).abs() <= window
+
+
 def rotate(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     """Rotary positions on [B, H, L, Dh]: channel pair (j, j + Dh/2) of position p turned by p * base^(-2j/Dh)."""
     half = x.shape[-1] // 2
@@ -89,6 +98,7 @@ class Mixer(nn.Module):
     uses_state: bool = False
     ssm_params: tuple[str, ...] = ()
     no_decay_params: tuple[str, ...] = ()
+    window: int | None = None  # set by `restrict`
     # True for the methods the LRA release has (set by @register(..., impl="release")): only those change with impl.
     released: bool = False
 
@@ -119,6 +129,9 @@ class Mixer(nn.Module):
 
     def resizer(self, layer: int, n_layers: int, cls: bool) -> nn.Module | None:
         return None
+
+    def restrict(self, window: int | None) -> bool:
+        return False
 
     @classmethod
     def queries_and_keys(cls) -> bool:

@@ -7,6 +7,7 @@ LRA's two text tasks; this mixer is that baseline, so that "how much of a task i
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lra.errors import LRAError
@@ -35,7 +36,16 @@ class ConvMixer(Mixer):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x * mask[..., None].to(x.dtype)  # [B, L, D]: pads are zeros, as the sequence ends
-        return self.out(self.conv(x.transpose(1, 2)).transpose(1, 2))  # [B, D, L] for the convolution
+        weight = self.conv.weight  # [D, 1, kernel]
+        if self.window is not None:  # the probe: taps beyond the window cut (none when kernel // 2 <= window)
+            offsets = torch.arange(self.kernel, device=x.device) - self.kernel // 2
+            weight = weight * (offsets.abs() <= self.window)
+        y = F.conv1d(x.transpose(1, 2), weight, self.conv.bias, padding=self.kernel // 2, groups=x.shape[-1])
+        return self.out(y.transpose(1, 2))  # [B, L, D]
+
+    def restrict(self, window: int | None) -> bool:
+        self.window = window
+        return True
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}"
