@@ -120,6 +120,10 @@ def test_cli_writes_table_and_plot_into_the_run_directory(listops_data, tmp_path
     assert record["results_test_acc"] == json.loads((out / "results.json").read_text())["test_acc"]
     assert record["checkpoint"].endswith(".ckpt") and (out / "locality.png").stat().st_size > 0
     assert "| full |" in (out / "locality.md").read_text()
+    # a checkpoint file, its config named: the run directory is the checkpoint's
+    checkpoint, config = out / "checkpoints" / "last.ckpt", out / ".hydra" / "config.yaml"
+    assert main([str(checkpoint), "--windows", "1", "--config", str(config)]) == 0
+    assert json.loads((out / "locality.json").read_text())["checkpoint"] == str(checkpoint)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -128,3 +132,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) == 2
     assert "no checkpoints/best-step*.ckpt" in capsys.readouterr().err
+    (tmp_path / "empty" / "checkpoints").mkdir()
+    (tmp_path / "empty" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no run config (.hydra/config.yaml or config.yaml)" in capsys.readouterr().err

@@ -83,15 +83,18 @@ def find_run(target: Path) -> tuple[Path, Path]:
     raise LRAError(f"{target}: no checkpoints/best-step*.ckpt or checkpoints/{LAST}.ckpt; pass a checkpoint file")
 
 
-def run_config(run_dir: Path, data_dir: str | None) -> DictConfig:
-    """The run's composed config (Hydra's .hydra/config.yaml, or a committed config.yaml)."""
-    for path in (run_dir / ".hydra" / "config.yaml", run_dir / "config.yaml"):
+def run_config(run_dir: Path, data_dir: str | None, config: Path | None = None) -> DictConfig:
+    """The run's composed config: `config`, else Hydra's .hydra/config.yaml or a committed config.yaml beside it."""
+    for path in [config] if config else [run_dir / ".hydra" / "config.yaml", run_dir / "config.yaml"]:
         if path.exists():
             cfg = OmegaConf.load(path)
             if data_dir is not None:
                 cfg.data_dir = data_dir
             return cfg
-    raise LRAError(f"{run_dir}: no .hydra/config.yaml or config.yaml, so the model cannot be rebuilt")
+    raise LRAError(
+        f"{config or run_dir}: no run config (.hydra/config.yaml or config.yaml) to rebuild the model from; pass "
+        "--config <hydra.run.dir>/.hydra/config.yaml (a run started with output_dir=... keeps it under hydra.run.dir)"
+    )
 
 
 def load_model(cfg: DictConfig, checkpoint: Path) -> nn.Module:
@@ -181,12 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lra.probe.locality", description=__doc__.splitlines()[0])
     parser.add_argument("target", type=Path, help="a run directory (its best-val checkpoint) or a checkpoint file")
     parser.add_argument("--windows", type=windows_arg, default=[8, 32, 128, 512], help="e.g. 8,32,128,512")
+    parser.add_argument("--config", type=Path, help="the run's config.yaml (default: in or beside the run directory)")
     parser.add_argument("--data-dir", help="where the task's data lives now (default: the run's data_dir)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
         run_dir, checkpoint = find_run(args.target)
-        cfg = run_config(run_dir, args.data_dir)
+        cfg = run_config(run_dir, args.data_dir, args.config)
         model = load_model(cfg, checkpoint)
         result = probe(model, test_batches(cfg), args.windows, torch.device(args.device))
         for line in result["skipped"]:
