@@ -153,6 +153,8 @@ def plot(record: dict, path: Path) -> None:
     ax.axhline(100 * record["full_test_acc"], color="k", linestyle="--", label="full model")
     if min(windows) > 0:
         ax.set_xscale("log", base=2)
+    ax.set_xticks(windows, [str(w) for w in windows])
+    ax.minorticks_off()
     ax.set_xlabel("window w (positions each side, per layer)")
     ax.set_ylabel("test accuracy %")
     ax.set_title(f"{record['model']} on {record['task']}: accuracy against reach", fontsize=10)
