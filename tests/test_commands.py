@@ -15,6 +15,7 @@ COMMANDS = {
     "lra.bench.prep_time": "--work",
     "lra.bench.params": "--summary",
     "lra.leaderboard": "--wandb",
+    "lra.probe.locality": "--windows",
 }
 
 
