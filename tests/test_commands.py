@@ -21,6 +21,7 @@ COMMANDS = {
     "lra.bench.params": "--summary",
     "lra.leaderboard": "--wandb",
     "lra.leaderboard.health": "--steps",
+    "lra.probe.locality": "--windows",
 }
 # Tools the pages name that are not this project's commands.
 NOT_OURS = {"pip", "pytest", "venv"}

@@ -14,7 +14,7 @@ from tests.helpers import tiny_run_overrides
 from tests.task_fixtures import MAKERS
 
 TASKS = choices(CONF_DIR, "task")
-CASES = [(task, model, None) for task in TASKS for model in ("fnet", "transformer")] + [
+CASES = [(task, model, None) for task in TASKS for model in ("fnet", "transformer", "conv")] + [
     ("retrieval", "fnet", "release"),
     ("retrieval", "transformer", "release"),
 ]

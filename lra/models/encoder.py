@@ -37,10 +37,10 @@ class Embedding(nn.Module):
             self.pos = nn.Parameter(torch.randn(1, length, d_model) * 0.02)
         elif pos == "sinusoidal":
             self.register_buffer("pos", sinusoid_table(length, d_model)[None], persistent=False)
-        elif pos == "none":  # no position embedding: the mixer knows order itself (S4D, LRU)
+        elif pos in ("none", "rotary"):  # the mixer knows order itself (S4D, LRU) or rotates q and k by position
             self.register_buffer("pos", torch.zeros(1, length, 1), persistent=False)
         else:
-            raise ValueError(f"model.pos must be 'sinusoidal', 'learned' or 'none', got {pos!r}")
+            raise LRAError(f"model.pos={pos!r} is not a position scheme; use sinusoidal, learned, rotary or none")
         self.drop = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +145,8 @@ class Encoder(nn.Module):
         self.resizers = nn.ModuleDict()
         for index, name in enumerate(layers):
             mixer = build_mixer(
-                name, d_model, n_heads, seq_len, attn_dropout, impl=impl, qkv_dim=qkv_dim, **options.get(name, {})
+                name, d_model, n_heads, seq_len, attn_dropout, impl=impl, qkv_dim=qkv_dim, rotary=pos == "rotary",
+                **options.get(name, {}),
             )
             self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad, norm_type))
             resizer = mixer.resizer(index, len(layers), pool == "cls")

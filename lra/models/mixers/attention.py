@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lra.models.mixers.base import HeadedMixer, attend_all_if_empty
+from lra.models.mixers.base import HeadedMixer, Mixer, attend_all_if_empty, within
 from lra.models.mixers.registry import register
 
 # Queries per block of the CPU dropout path: small enough to keep each block's [B, H, Q, L] weights in cache.
@@ -55,6 +55,10 @@ class Attention(HeadedMixer):
         """Queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None) -> [B, L, D]."""
         q, k, v = self.heads(x) if context is x else self.cross_heads(x, context)
         attn_mask = None if context_mask is None else key_padding_mask(context_mask)
+        if self.window is not None and context is x:  # the probe's band; a query keeps its own key (never NaN)
+            pos = torch.arange(x.shape[1], device=x.device)
+            near = within(pos, pos, self.window)  # [L, L]
+            attn_mask = near if attn_mask is None else near & (attn_mask | (pos[:, None] == pos))
         if kernel_for(x.device, self.dropout, self.training) == "cpu_blocked_dropout":
             y = blocked_dropout_attention(q, k, v, attn_mask, self.dropout)
         else:
@@ -62,6 +66,13 @@ class Attention(HeadedMixer):
                 q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
             )
         return self.finish(y)
+
+    def restrict(self, window: int | None) -> bool:
+        # A subclass that resizes the sequence (the Fourier Transformer) would band positions that are not tokens'.
+        if type(self).resizer is not Mixer.resizer:
+            return False
+        self.window = window
+        return True
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.attend(x, x, mask)

@@ -10,6 +10,8 @@ on to `Mixer.__init__` untouched:
   can register a separate release class (`@register(name, impl="release")`); one that does not behaves the same
   under both values, and `self.impl` tells a class which one was asked for.
 - `qkv_dim`: the attention width (the release's `qkv_dim`), default d_model. Mixers without heads ignore it.
+- `rotary`: rotary positions (`model.pos=rotary`, Su et al. 2021): `HeadedMixer.heads` rotates queries and keys
+  by their position, so scores depend on relative offsets only; a mixer without both (`queries_and_keys()`) stops.
 
 What a mixer needs beyond that, it declares as class attributes that the encoder reads, with the defaults below;
 a mixer overrides only what differs:
@@ -25,6 +27,10 @@ a mixer overrides only what differs:
   recurrence (S4D's step and A, the LRU's lambda). `no_decay_params = ()`: parameters at `optim.lr` without weight
   decay (S4D's step where the S4 recipes leave its lr unset). Either may be set per instance from an option.
   `declared_parameters(model, attribute)` collects them for the optimiser (lra.run.task.param_groups).
+- `restrict(window) -> bool`: cut the mixer's reach to |i - j| <= window positions (None: full reach again), for
+  the locality probe (lra.probe.locality); False, the default, where it cannot (it keeps its full reach). Exact and
+  local attention band their scores, S4D truncates its kernel to lags <= window, the LRU subtracts the state that
+  entered more than `window` steps ago, the convolution zeroes taps beyond it. The window is `self.window`.
 - `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that the encoder applies
   before layer `layer`, changing the sequence later layers and the pooling see (the Fourier Transformer's spectral
   filter); `cls` says whether position 0 is the CLS token. Default: None (no resizing).
@@ -63,6 +69,21 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(b, n, n_heads, d // n_heads).transpose(1, 2)
 
 
+def within(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int) -> torch.Tensor:
+    """[..., Q] and [..., K] positions -> [..., Q, K]: |i - j| <= window (the locality probe's band)."""
+    return (query_pos[..., :, None] - key_pos[..., None, :]).abs() <= window
+
+
+def rotate(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary positions on [B, H, L, Dh]: channel pair (j, j + Dh/2) of position p turned by p * base^(-2j/Dh)."""
+    half = x.shape[-1] // 2
+    freq = base ** -(torch.arange(half, device=x.device, dtype=torch.float32) / half)  # [Dh/2]
+    angle = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)[:, None] * freq  # [L, Dh/2]
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """[B, H, L, Dh] -> [B, L, H*Dh]."""
     b, h, n, dh = x.shape
@@ -77,6 +98,7 @@ class Mixer(nn.Module):
     uses_state: bool = False
     ssm_params: tuple[str, ...] = ()
     no_decay_params: tuple[str, ...] = ()
+    window: int | None = None  # set by `restrict`
     # True for the methods the LRA release has (set by @register(..., impl="release")): only those change with impl.
     released: bool = False
 
@@ -88,10 +110,14 @@ class Mixer(nn.Module):
         dropout: float,
         impl: str = "paper",
         qkv_dim: int | None = None,
+        rotary: bool = False,
     ) -> None:
         super().__init__()
         if impl not in IMPLS:
             raise LRAError(f"model.impl={impl!r} is not an implementation; use one of: {', '.join(IMPLS)}")
+        if rotary and not self.queries_and_keys():
+            raise rotary_error(type(self))
+        self.rotary = rotary
         self.d_model = d_model
         self.n_heads = n_heads
         self.max_len = max_len
@@ -103,6 +129,21 @@ class Mixer(nn.Module):
 
     def resizer(self, layer: int, n_layers: int, cls: bool) -> nn.Module | None:
         return None
+
+    def restrict(self, window: int | None) -> bool:
+        return False
+
+    @classmethod
+    def queries_and_keys(cls) -> bool:
+        """Whether the mixer scores queries against keys of its own sequence (what rotary positions rotate)."""
+        return False
+
+
+def rotary_error(cls: type) -> LRAError:
+    return LRAError(
+        f"model.pos=rotary rotates queries and keys, and mixer {cls.__qualname__} has none; "
+        "use model.pos=sinusoidal, learned or none"
+    )
 
 
 def declared_parameters(model: nn.Module, attribute: str) -> list[nn.Parameter]:
@@ -133,10 +174,20 @@ class HeadedMixer(Mixer):
         self.head_dim = self.qkv_dim // n_heads
         self.qkv = nn.Linear(d_model, len(self.roles) * self.qkv_dim, bias=False)
         self.out = nn.Linear(self.qkv_dim, d_model, bias=not (self.impl == "release" and self.released))
+        if self.rotary and self.head_dim % 2:
+            raise LRAError(f"model.pos=rotary needs an even head width; {self.qkv_dim} / {n_heads} heads is odd")
+
+    @classmethod
+    def queries_and_keys(cls) -> bool:
+        return "q" in cls.roles
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """[B, L, D] -> one [B, H, L, Dh] tensor per role (q, k, v for "qkv"), from one matmul."""
-        return tuple(split_heads(t, self.n_heads) for t in self.qkv(x).chunk(len(self.roles), dim=-1))
+        """[B, L, D] -> one [B, H, L, Dh] tensor per role (q, k, v for "qkv"), from one matmul; queries and keys
+        rotated by position under `rotary` (the keys Reformer derives from its queries inherit it)."""
+        parts = [split_heads(t, self.n_heads) for t in self.qkv(x).chunk(len(self.roles), dim=-1)]
+        if self.rotary:
+            parts = [rotate(t) if role in "qk" else t for role, t in zip(self.roles, parts, strict=True)]
+        return tuple(parts)
 
     def cross_heads(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries from `x` [B, L, D], keys and values from `context` [B, M, D], with the same "qkv" weights."""

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lra.errors import LRAError
+from lra.models.mixers.base import within
 from lra.models.mixers.blocks import BlockMixerBase, joint_softmax, pad_dim, padded_length, real_tokens, to_blocks
 from lra.models.mixers.registry import register
 
@@ -25,13 +26,21 @@ class LocalAttention(BlockMixerBase):
             raise LRAError(f"model.block_size={block_size} must be a positive integer")
         self.block_size = block_size
 
+    def restrict(self, window: int | None) -> bool:
+        self.window = window
+        return True
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         size = min(self.block_size, length)
         padded = padded_length(length, size)
         q, k, v = (to_blocks(pad_dim(t, padded, dim=2), size, dim=2) for t in self.heads(x))  # [B, H, nb, bs, Dh]
         real = to_blocks(pad_dim(real_tokens(mask), padded, dim=1, value=False), size, dim=1)  # [B, nb, bs]
-        (probs,), _ = joint_softmax([q @ k.transpose(-1, -2)], [real[:, None, :, None, :]], self.dropout, self.training)
+        valid = real[:, None, :, None, :]  # [B, 1, nb, 1, bs]
+        if self.window is not None:  # the probe's band inside each block
+            pos = to_blocks(torch.arange(padded, device=x.device), size, dim=0)  # [nb, bs]
+            valid = valid & within(pos, pos, self.window)  # [B, 1, nb, bs, bs]
+        (probs,), _ = joint_softmax([q @ k.transpose(-1, -2)], [valid], self.dropout, self.training)
         y = (probs.to(v.dtype) @ v).flatten(2, 3)
         return self.finish(y, length)
 
@@ -90,6 +99,9 @@ class LocalRelease(LocalAttention):
     """
 
     uses_mask = False
+
+    def restrict(self, window: int | None) -> bool:
+        return False  # strided groups: a band inside them is not a band over the sequence
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]

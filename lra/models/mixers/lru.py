@@ -130,8 +130,16 @@ class LRUMixer(GatedSSMMixer):
         bu = torch.view_as_complex((u @ w_in).view(batch, length, n, 2))  # gamma B u: [B, L, N] complex
         lam = self.lam(dtype)[index].expand(length, -1)  # [L, N]
         x = parallel_scan(lam, bu)  # [B, L, N]
+        if self.window is not None:  # the probe: sum_{l <= w} lam^l bu_{k-l} = x_k - lam^(w+1) x_{k-w-1}
+            shift = min(self.window + 1, length)
+            earlier = torch.cat([x.new_zeros(batch, shift, n), x[:, : length - shift]], dim=1)
+            x = x - lam[0] ** (self.window + 1) * earlier
         w_out = torch.stack([c[0], -c[1]], dim=-1).reshape(h, 2 * n)  # Re(C x) = C_re x_re - C_im x_im: [H, 2N]
         return torch.view_as_real(x).flatten(-2) @ w_out.T
+
+    def restrict(self, window: int | None) -> bool:
+        self.window = window
+        return True
 
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
         """Both scans (or the forward one) plus skip, u [B, L, H] -> [B, L, H], before GELU and GLU."""

@@ -6,7 +6,7 @@ import importlib
 import inspect
 
 from lra.errors import LRAError
-from lra.models.mixers.base import Mixer
+from lra.models.mixers.base import Mixer, rotary_error
 
 MIXERS: dict[str, type[Mixer]] = {}
 # The classes that compute what the LRA release computed, for the names whose release differs from the paper.
@@ -14,7 +14,7 @@ RELEASE: dict[str, type[Mixer]] = {}
 # Every mixer takes these four; the rest of its constructor's parameters are its options.
 CORE = ("d_model", "n_heads", "max_len", "dropout")
 # The options every mixer takes and passes on to Mixer.__init__ (see lra.models.mixers.base).
-BASE = ("impl", "qkv_dim")
+BASE = ("impl", "qkv_dim", "rotary")
 
 
 def register(name: str, impl: str = "paper"):
@@ -100,6 +100,7 @@ def build_mixer(
     dropout: float,
     impl: str = "paper",
     qkv_dim: int | None = None,
+    rotary: bool = False,
     **options,
 ) -> Mixer:
     """Build a mixer; unknown names and unknown options are user errors, named with their config key."""
@@ -109,7 +110,9 @@ def build_mixer(
     if unknown and not anything:
         known = ", ".join(options_of(cls)) or "none"
         raise LRAError(f"model.{unknown[0]} is not an option of mixer {name!r}; its options: {known}")
-    base = {"impl": impl, "qkv_dim": qkv_dim}
+    if rotary and not ("rotary" in names or anything):
+        raise rotary_error(cls)
+    base = {"impl": impl, "qkv_dim": qkv_dim, "rotary": rotary}
     # A user's mixer that takes neither base option computes one method under both impl values; qkv_dim it must take.
-    base = {k: v for k, v in base.items() if k in names or anything or (k == "qkv_dim" and v is not None)}
+    base = {k: v for k, v in base.items() if k in names or anything or (k in ("qkv_dim", "rotary") and v)}
     return cls(d_model=d_model, n_heads=n_heads, max_len=max_len, dropout=dropout, **base, **options)

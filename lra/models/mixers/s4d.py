@@ -133,11 +133,18 @@ class S4DMixer(GatedSSMMixer):
         bc = torch.view_as_complex(self.b.to(dtype).contiguous()) * torch.view_as_complex(self.c.to(dtype).contiguous())
         return s4d_kernel(torch.exp(self.log_dt.to(dtype)), a, bc, length)
 
+    def restrict(self, window: int | None) -> bool:
+        self.window = window
+        return True
+
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
         """The bidirectional convolution plus skip, u [B, L, H] -> [B, L, H], before GELU and GLU."""
         dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
         v = u.to(dtype).transpose(1, 2).contiguous()  # [B, H, L]: FFTs along the contiguous axis are fastest
-        k = two_sided_kernel(self.kernel(v.shape[-1], dtype), self.d.to(dtype))  # [H, 2L]
+        k = self.kernel(v.shape[-1], dtype)  # [2, H, L]
+        if self.window is not None:  # the probe: both directions' taps at lags > window cut
+            k = k * (torch.arange(k.shape[-1], device=k.device) <= self.window)
+        k = two_sided_kernel(k, self.d.to(dtype))  # [H, 2L]
         return fft_conv(v, k).transpose(1, 2).to(u.dtype)  # one FFT convolution for both directions and the skip
 
     def extra_repr(self) -> str:
