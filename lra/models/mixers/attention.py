@@ -53,14 +53,16 @@ class Attention(HeadedMixer):
     def attend(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
         """Queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None) -> [B, L, D]."""
         q, k, v = self.heads(x) if context is x else self.cross_heads(x, context)
-        attn_mask = None if context_mask is None else key_padding_mask(context_mask)
-        if kernel_for(x.device, self.dropout, self.training) == "cpu_blocked_dropout":
-            y = blocked_dropout_attention(q, k, v, attn_mask, self.dropout)
-        else:
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-            )
-        return self.finish(y)
+        return self.finish(self.core(q, k, v, None if context_mask is None else key_padding_mask(context_mask)))
+
+    def core(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(Dh)) v with attention dropout: q [B, H, L, Dh], k, v [B, H, M, Dh] -> [B, H, L, Dh]."""
+        if kernel_for(q.device, self.dropout, self.training) == "cpu_blocked_dropout":
+            return blocked_dropout_attention(q, k, v, attn_mask, self.dropout)
+        dropout = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.attend(x, x, mask)

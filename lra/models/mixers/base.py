@@ -25,9 +25,13 @@ a mixer overrides only what differs:
   recurrence (S4D's step and A, the LRU's lambda). `no_decay_params = ()`: parameters at `optim.lr` without weight
   decay (S4D's step where the S4 recipes leave its lr unset). Either may be set per instance from an option.
   `declared_parameters(model, attribute)` collects them for the optimiser (lra.run.task.param_groups).
-- `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that the encoder applies
-  before layer `layer`, changing the sequence later layers and the pooling see (the Fourier Transformer's spectral
-  filter); `cls` says whether position 0 is the CLS token. Default: None (no resizing).
+- `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that layer `layer` applies,
+  changing the sequence (and mask) that it, later layers and the pooling see; `cls` says whether position 0 is the
+  CLS token. Default: None (no resizing). The module's `placement` says where (lra.models.encoder.PLACEMENTS):
+  "input" (the default when it has none): the residual stream before the layer (the Fourier Transformer paper's
+  filter); "normed" (pre-norm blocks only): the layer's normalised input, which then *is* the residual stream, the
+  raw one not carried on (the Fourier Transformer code's layer 0). A resizer that returns an all-True mask ends
+  masking from there on: later layers, the final norm and the pooling treat every position as real.
 
 A mixer from outside this repository subclasses `Mixer` and is selected by its dotted class path
 (`model.mixer=my_pkg.my_mixer.MyMixer`); one in this package registers a short name with `@register`.
