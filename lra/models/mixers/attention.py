@@ -35,6 +35,23 @@ def blocked_dropout_attention(
     return torch.cat(blocks, dim=2)
 
 
+def release_padded_rows(
+    y: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float
+) -> torch.Tensor:
+    """The LRA release masks attention by query x key padding (flax `make_padding_mask`, a -1e10 bias in float32),
+    so a padded query's logits are all alike: its row is uniform over all L keys, pads included, with attention
+    dropout as any row. y [B, H, L, Dh] (real rows kept), k, v [B, H, L, Dh], mask [B, L] -> [B, H, L, Dh]."""
+    if dropout > 0:  # zero queries: equal logits, each row its own dropout draw, as there
+        zeros = torch.zeros_like(y)
+        if kernel_for(y.device, dropout, True) == "cpu_blocked_dropout":
+            uniform = blocked_dropout_attention(zeros, k, v, None, dropout)
+        else:
+            uniform = F.scaled_dot_product_attention(zeros, k, v, dropout_p=dropout)
+    else:
+        uniform = v.mean(dim=2, keepdim=True)
+    return torch.where(mask[:, None, :, None], y, uniform.to(y.dtype))
+
+
 def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
     """Boolean [B, 1, 1, L] mask for SDPA (see `attend_all_if_empty`: no row is NaN)."""
     return attend_all_if_empty(mask)[:, None, None, :]
@@ -45,7 +62,8 @@ class Attention(HeadedMixer):
     """Multi-head softmax attention over real tokens only (padded keys get zero weight).
 
     Projections are bias-free as in the released LRA Transformer. `attend` also serves cross-attention (Luna).
-    The release's Transformer is this method: impl=release only drops the output bias, as released.
+    The release's Transformer is this method: impl=release drops the output bias and makes each padded query row
+    uniform over all keys (`release_padded_rows`), as released.
     """
 
     released = True
@@ -65,4 +83,8 @@ class Attention(HeadedMixer):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.attend(x, x, mask)
+        if self.impl != "release" or not self.released:
+            return self.attend(x, x, mask)
+        q, k, v = self.heads(x)
+        y = self.core(q, k, v, key_padding_mask(mask))
+        return self.finish(release_padded_rows(y, k, v, mask, self.dropout if self.training else 0.0))

@@ -33,6 +33,10 @@ a mixer overrides only what differs:
   raw one not carried on (the Fourier Transformer code's layer 0). A resizer that returns an all-True mask ends
   masking from there on: later layers, the final norm and the pooling treat every position as real.
 
+- `flax_dense = ()`: names of the mixer's nn.Linear submodules that the release built with flax's `nn.Dense`
+  defaults (lecun-normal kernel, zero bias), which `model.init=release` gives them instead of xavier (Sinkhorn's
+  sort-net logits).
+
 A mixer from outside this repository subclasses `Mixer` and is selected by its dotted class path
 (`model.mixer=my_pkg.my_mixer.MyMixer`); one in this package registers a short name with `@register`.
 """
@@ -81,6 +85,7 @@ class Mixer(nn.Module):
     uses_state: bool = False
     ssm_params: tuple[str, ...] = ()
     no_decay_params: tuple[str, ...] = ()
+    flax_dense: tuple[str, ...] = ()
     # True for the methods the LRA release has (set by @register(..., impl="release")): only those change with impl.
     released: bool = False
 
