@@ -95,6 +95,7 @@ def test_every_model_takes_two_steps_on_the_fixtures(tmp_path, task):
     run(cfg)
     results = json.loads((out / "results.json").read_text())
     assert (results["recipe"], results["model"], results["step"]) == (f"fourier/{task}", "fourier_transformer", 2)
+    assert results["headline"] == "best"
 
     datamodule = build_datamodule(cfg.task, 0)
     datamodule.prepare_data()
