@@ -7,6 +7,7 @@ row (`FourierTransformerRelease`, impl=release; docs/reference.md#fourier-transf
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -151,7 +152,7 @@ class FourierTransformerRelease(FourierTransformerAttention):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         kind = x.device.type
-        with torch.autocast(kind, enabled=torch.is_autocast_enabled(kind) and not self.shortens):
+        with torch.autocast(kind, enabled=False) if self.shortens else contextlib.nullcontext():
             q, k, v = self.heads(x)
         with torch.autocast(kind, enabled=False):
             wide = torch.promote_types(q.dtype, torch.float32)
