@@ -42,6 +42,8 @@ RECIPES = {
     "nystrom": "Nystromformer's 2-layer d 64 protocol (experiment=nystrom/<task>)",
     "skyformer": "Skyformer's protocol: the Nystromformer model, 50k steps (experiment=skyformer/<task>)",
     "xformers": "xformers' config_nystrom protocol (experiment=xformers/<task>)",
+    "fourier": "the Fourier Transformer's LRA code (experiment=fourier/<task>); its Table 1 not read here, so no "
+    "published row (docs/reference.md#fourier-transformer-published-row)",
     "mega": "Mega's own recipes (no experiment group here)",
 }
 

@@ -35,7 +35,7 @@ def write_result(root: Path, name: str, **fields) -> Path:
     record = {
         "task": "listops", "model": "fnet", "seed": 0, "best_val_acc": 0.5, "test_acc": 0.5, "test_acc_last": 0.5,
         "steps_per_s": 10.0, "peak_memory_mb": 100.0, "n_params": 1000, "step": 8, "config_hash": "aaaa",
-        "git_commit": "abc", "recipe": "fnet/listops",
+        "git_commit": "abc", "recipe": "fnet/listops", "headline": "best",  # per recipe: test_leaderboard_headline.py
     }
     record.update(fields)
     path = root / name / "results.json"
@@ -326,6 +326,8 @@ def test_multirun_two_tasks_two_models_two_seeds_builds_the_leaderboard(tmp_path
         mean, std = expected(group, "test_acc")
         assert float(row["test_acc_pct_mean"]) == pytest.approx(mean, rel=1e-12)
         assert float(row["test_acc_pct_std"]) == pytest.approx(std, rel=1e-12, abs=1e-12)
+        mean, std = expected(group, "test_acc_last")  # lra/*: the release read the last checkpoint
+        assert row["headline_checkpoint"] == "last" and float(row["headline_pct_mean"]) == pytest.approx(mean)
         assert f"{mean:.2f} ± {std:.2f} (2)" in printed
     assert_png(out / "leaderboard.png")
 

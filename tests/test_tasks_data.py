@@ -67,8 +67,8 @@ def assert_not_cached(dm, split: str) -> None:
 RECIPES = {
     "text": (1000, 32, 20000, 0.05, "rsqrt", 8000, 0.1, (4, 256, 4, 1024), "cls", "sinusoidal", None),
     "retrieval": (4000, 32, 5000, 0.05, "rsqrt", 8000, 0.1, (4, 128, 4, 512), "cls", "sinusoidal", None),
-    "image": (1024, 256, 35000, 5e-4, "cosine", 176, 0.0, (1, 128, 8, 128), "cls", "learned", None),
-    "pathfinder": (1024, 512, 62400, 1e-3, "cosine", 313, 0.0, (4, 32, 4, 32), "mean", "sinusoidal", None),
+    "image": (1024, 256, 35000, 5e-4, "cosine", 175, 0.0, (1, 128, 8, 128), "cls", "learned", None),
+    "pathfinder": (1024, 512, 62400, 1e-3, "cosine", 312, 0.0, (4, 32, 4, 32), "mean", "sinusoidal", None),
     "pathx": (16384, 64, 500000, 1e-3, "cosine", 2500, 0.0, (1, 32, 2, 32), "mean", "learned", 1.0),
 }
 

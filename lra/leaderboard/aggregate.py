@@ -53,6 +53,12 @@ class Entry:
         """Stuck attempts replaced by a new seed (on_chance=restart), over all runs: not in the means."""
         return sum(run.restarts for run in self.runs)
 
+    @property
+    def checkpoint(self) -> str:
+        """The checkpoint the headline reads: its runs' (one recipe, so one), or "mixed"."""
+        kinds = {run.headline_checkpoint for run in self.runs}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+
     def published(self) -> PublishedAccuracy | None:
         """The published row of the same protocol: never another protocol's."""
         return published_row(self.model, self.recipe)

@@ -6,9 +6,10 @@ Reads every results.json under RUN_DIRS (default: outputs/ and multirun/) and, w
 W&B runs of ENTITY/PROJECT; writes leaderboard.md (also printed), leaderboard.csv and leaderboard.png.
 
 Decisions, stated again in the report itself:
-- Headline: test accuracy at the best-validation checkpoint (results.json `test_acc`), in %, mean ± sample standard
-  deviation (n - 1) over the runs of one configuration; the LRA paper read test accuracy at the last checkpoint
-  (`test_acc_last`, in the CSV and the detail table).
+- Headline: test accuracy at the checkpoint the run's recipe declares its authors tested (results.json `headline`,
+  from the recipe's `headline` key: `last` for lra/*, `best` for the rest), in %, mean ± sample standard deviation
+  (n - 1) over the runs of one configuration; both `test_acc` (best validation) and `test_acc_last` are in the CSV
+  and the detail table.
 - One summary per recipe (results.json `recipe`: the experiment a run trained under, e.g. nystrom/listops -> nystrom),
   each beside the published rows of that protocol only; `--recipe nystrom` keeps that protocol's runs and rows.
 - Runs are grouped by (task, model, config_hash): the seeds of one configuration. Each configuration is its own row

@@ -15,7 +15,7 @@ from lra.models.init import initialise
 BASE_KEYS = (
     "name", "mixer", "attention_layers", "n_layers", "d_model", "n_heads", "d_ff",
     "dropout", "attn_dropout", "norm", "norm_type", "pool", "pos", "zero_pad", "impl", "qkv_dim",
-    "zero_is_pad", "init", "head",
+    "zero_is_pad", "init", "head", "cls_token", "vocab_rows", "pos_rows",
 )
 
 
@@ -32,6 +32,18 @@ def layer_mixers(mixer: str, n_layers: int, attention_layers: list[int]) -> list
     return layers
 
 
+def token_rows(cfg: Mapping, needed: int) -> int:
+    """Rows of the token table: `model.vocab_rows` where set (a code that sizes it from its own config), else the
+    ids the data uses, plus one for a shifted-in CLS id (model.cls_token=shift reads id rows - 1)."""
+    rows = cfg.get("vocab_rows")
+    if rows is None:
+        return needed + int(cfg.get("cls_token") == "shift" and cfg["pool"] == "cls")
+    if rows < needed:
+        raise LRAError(f"model.vocab_rows={rows} is smaller than the {needed} token ids this run uses; "
+                       "raise it or set it to null")
+    return rows
+
+
 def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Classifier:
     """Build the classifier for `task` (vocab, max_len, classes, dual) from a model config.
 
@@ -41,7 +53,7 @@ def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Clas
     options = {k: v for k, v in cfg.items() if k not in BASE_KEYS}
     encoder = Encoder(
         layers=layer_mixers(cfg["mixer"], cfg["n_layers"], list(cfg.get("attention_layers") or [])),
-        vocab_size=task["vocab_size"] + int(mask_token),
+        vocab_size=token_rows(cfg, task["vocab_size"] + int(mask_token)),
         max_len=task["max_len"],
         d_model=cfg["d_model"],
         n_heads=cfg["n_heads"],
@@ -57,6 +69,8 @@ def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Clas
         impl=cfg["impl"],
         qkv_dim=cfg["qkv_dim"],
         zero_is_pad=cfg["zero_is_pad"],
+        cls_token=cfg.get("cls_token", "learned"),
+        pos_rows=cfg.get("pos_rows"),
     )
     classifier = Classifier(
         encoder, cfg["d_model"], cfg["d_ff"], task["n_classes"], bool(task.get("dual", False)),

@@ -25,14 +25,33 @@ def sinusoid_table(length: int, d_model: int) -> torch.Tensor:
     return table
 
 
-class Embedding(nn.Module):
-    """Token + position embeddings, with a learned CLS vector prepended when pooling reads it."""
+# How pool=cls gets its token: learned = a learned vector prepended, one position more (the LRA release); shift = token
+# id `rows - 1` inserted in front and the last token dropped, length unchanged (the Nystromformer-family code's
+# append_cls, which the Fourier Transformer's LRA code keeps: on Image, vocab 256, it is white pixel 255's id).
+CLS_TOKENS = ("learned", "shift")
 
-    def __init__(self, vocab_size: int, d_model: int, max_len: int, pos: str, cls: bool, dropout: float) -> None:
+
+class Embedding(nn.Module):
+    """Token + position embeddings, with the CLS token (`cls_token`) in front when pooling reads it.
+
+    `pos_rows`: rows of the position table when longer than the input (their code rounds it up to 2^k); only the
+    first rows are read, so it changes the parameter count, not the computation."""
+
+    def __init__(
+        self, vocab_size: int, d_model: int, max_len: int, pos: str, cls: bool, dropout: float,
+        cls_token: str = "learned", pos_rows: int | None = None,
+    ) -> None:
         super().__init__()
+        if cls_token not in CLS_TOKENS:
+            raise LRAError(f"model.cls_token={cls_token!r} is not a CLS token; use one of: {', '.join(CLS_TOKENS)}")
         self.tokens = nn.Embedding(vocab_size, d_model)
-        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if cls else None
-        length = max_len + int(cls)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if cls and cls_token == "learned" else None
+        self.cls_id = vocab_size - 1 if cls and cls_token == "shift" else None
+        length = max_len + int(self.cls is not None)
+        if pos_rows is not None and pos_rows < length:
+            raise LRAError(f"model.pos_rows={pos_rows} is shorter than the input ({length} positions); "
+                           "set it to at least that, or null")
+        length = pos_rows or length
         if pos == "learned":
             self.pos = nn.Parameter(torch.randn(1, length, d_model) * 0.02)
         elif pos == "sinusoidal":
@@ -44,11 +63,18 @@ class Embedding(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cls_id is not None:  # [B, L] -> [CLS, ids[:-1]]: still [B, L], the CLS always real
+            ids = torch.cat([ids.new_full((ids.shape[0], 1), self.cls_id), ids[:, :-1]], dim=1)
+            mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask[:, :-1]], dim=1)
         x = self.tokens(ids)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
             mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
         return self.drop(x + self.pos[:, : x.shape[1]]), mask
+
+
+# Where a block applies its mixer's resizer (lra.models.mixers.base): on its input, or on its normalised input.
+PLACEMENTS = ("input", "normed")
 
 
 class FeedForward(nn.Sequential):
@@ -89,13 +115,23 @@ class Block(nn.Module):
             )
         return self.drop(y)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
-        """`state`: the encoder's dict shared across layers, handed to a mixer that declares `uses_state`."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None, resizer: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`state`: the encoder's dict shared across layers, handed to a mixer that declares `uses_state`.
+        `resizer`: the mixer's (Mixer.resizer), applied where its `placement` says; the new mask comes back."""
+        placement = getattr(resizer, "placement", "input")
+        if resizer is not None and placement == "input":
+            x, mask = resizer(x, mask)
         if self.pre:
-            x = x + self.mix(self.norm1(x, mask), mask, state)
-            return x if self.ffn is None else x + self.drop(self.ffn(self.norm2(x, mask)))
+            h = self.norm1(x, mask)
+            if resizer is not None and placement == "normed":  # the shortened normalised input is the residual
+                x, mask = resizer(h, mask)
+                h = x
+            x = x + self.mix(h, mask, state)
+            return (x if self.ffn is None else x + self.drop(self.ffn(self.norm2(x, mask)))), mask
         x = self.norm1(x + self.mix(x, mask, state), mask)
-        return x if self.ffn is None else self.norm2(x + self.drop(self.ffn(x)), mask)
+        return (x if self.ffn is None else self.norm2(x + self.drop(self.ffn(x)), mask)), mask
 
 
 # cls: a learned CLS token prepended and read; first: position 0 read, no CLS (the release's dual encoder, built
@@ -132,14 +168,19 @@ class Encoder(nn.Module):
         impl: str = "paper",
         qkv_dim: int | None = None,
         zero_is_pad: bool = False,
+        cls_token: str = "learned",
+        pos_rows: int | None = None,
     ) -> None:
         super().__init__()
         if pool not in POOLS:
             raise LRAError(f"model.pool={pool!r} is not a pooling; use one of: {', '.join(POOLS)}")
         self.pool = pool
         self.zero_is_pad = zero_is_pad
-        self.embed = Embedding(vocab_size, d_model, max_len, pos, cls=pool == "cls", dropout=dropout)
-        seq_len = max_len + int(pool == "cls")
+        self.embed = Embedding(
+            vocab_size, d_model, max_len, pos, cls=pool == "cls", dropout=dropout, cls_token=cls_token,
+            pos_rows=pos_rows,
+        )
+        seq_len = max_len + int(self.embed.cls is not None)
         options = mixer_options or {}
         self.blocks = nn.ModuleList()
         self.resizers = nn.ModuleDict()
@@ -151,6 +192,12 @@ class Encoder(nn.Module):
             self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad, norm_type))
             resizer = mixer.resizer(index, len(layers), pool == "cls")
             if resizer is not None:
+                placement = getattr(resizer, "placement", "input")
+                if placement not in PLACEMENTS or (placement == "normed" and norm != "pre"):
+                    raise LRAError(
+                        f"{type(mixer).__qualname__}'s resizer placement {placement!r} needs one of "
+                        f"{', '.join(PLACEMENTS)} ('normed' with model.norm=pre only); fix the mixer or model.norm"
+                    )
                 self.resizers[str(index)] = resizer
         # Pre-norm blocks leave their sum unnormalised: one more norm after the last (post-norm blocks end in one).
         self.final_norm = make_norm(norm_type, d_model) if norm == "pre" else None
@@ -166,18 +213,20 @@ class Encoder(nn.Module):
         if self.zero_is_pad:  # the release's `padding_mask = inputs > 0`: black pixels are padding too
             mask = mask & (ids > 0)
         x, mask = self.embed(ids, mask)
-        if self.zero_is_pad and self.pool == "cls":  # the release gives CLS the mask of the first input token
+        if self.zero_is_pad and self.embed.cls is not None:  # the release gives CLS the first input token's mask
             mask = torch.cat([mask[:, 1:2], mask[:, 1:]], dim=1)
         state: dict = {}
         for index, block in enumerate(self.blocks):
-            if resize and str(index) in self.resizers:
-                x, mask = self.resizers[str(index)](x, mask)
-            x = block(x, mask, state)
+            resizer = self.resizers[str(index)] if resize and str(index) in self.resizers else None
+            x, mask = block(x, mask, state, resizer)
         return (x if self.final_norm is None else self.final_norm(x, mask)), mask
 
     def token_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One output per input token [B, L, D], for per-token objectives (self-pretraining, lra.run.pretrain):
         no resizing, and the CLS position dropped."""
+        if self.embed.cls_id is not None:
+            raise LRAError("model.cls_token=shift drops each input's last token, so per-token objectives "
+                           "(pretrain=mlm) cannot use it; use model.cls_token=learned")
         x, _ = self.features(ids, mask, resize=False)
         return x[:, int(self.embed.cls is not None):]
 

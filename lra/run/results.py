@@ -15,13 +15,13 @@ from lra.atomic import write_text
 # seeds of one configuration (and reruns elsewhere) share a hash.
 UNHASHED = (
     "seed", "data_dir", "output_dir", "ckpt_path", "resume", "requeue", "checkpoint_every", "logger", "on_chance",
-    "chance", "pretrain.from",
+    "chance", "pretrain.from", "headline",
 )
 # Also free to change when resuming: how long to train and how the machine reads data.
 RESUMABLE = ("trainer.max_steps", "trainer.enable_progress_bar", "task.num_workers")
 FIELDS = (
-    "task", "model", "seed", "first_seed", "restarts", "stuck_at_chance", "recipe", "impl", "best_val_acc", "test_acc",
-    "test_acc_last", "val_is_test", "steps_per_s", "peak_memory_mb", "memory_method", "n_params", "step",
+    "task", "model", "seed", "first_seed", "restarts", "stuck_at_chance", "recipe", "headline", "impl", "best_val_acc",
+    "test_acc", "test_acc_last", "val_is_test", "steps_per_s", "peak_memory_mb", "memory_method", "n_params", "step",
     "skipped_steps", "config_hash", "git_commit",
 )
 

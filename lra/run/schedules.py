@@ -9,9 +9,9 @@ import torch
 
 
 def rsqrt(step: int, warmup: int) -> float:
-    """LRA's `linear_warmup * rsqrt_decay`: min(1, s/w) / sqrt(max(s, w)), applied to the base lr (0.05)."""
-    s = step + 1
-    return min(1.0, s / max(warmup, 1)) / math.sqrt(max(s, warmup))
+    """LRA's `linear_warmup * rsqrt_decay`: min(1, s/w) / sqrt(max(s, w)), applied to the base lr (0.05), with the
+    release's 0-based step (lr 0 at the first update)."""
+    return min(1.0, step / max(warmup, 1)) / math.sqrt(max(step, warmup, 1))
 
 
 def cosine(step: int, warmup: int, total: int) -> float:

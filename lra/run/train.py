@@ -164,6 +164,7 @@ def fit_and_test(
             "restarts": restarts,
             "stuck_at_chance": chance.stuck,
             "recipe": cfg.get("recipe", "custom"),
+            "headline": cfg.get("headline", "best"),  # which checkpoint's test accuracy the recipe reports
             "impl": cfg.model.impl,
             **evaluate(trainer, task, datamodule, best, last),
             # Validation on the test set (Text as LRA ran it) makes the best-val choice a choice on test.

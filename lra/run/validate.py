@@ -26,6 +26,8 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise LRAError(f"{key}={value} must be an integer >= 0")
+    if cfg.get("headline", "best") not in ("best", "last"):
+        raise LRAError(f"headline={cfg.headline} is not a checkpoint; use best (validation) or last")
     for key in ("model.dropout", "model.attn_dropout"):
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int | float) or not 0 <= value < 1:

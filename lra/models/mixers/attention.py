@@ -36,6 +36,23 @@ def blocked_dropout_attention(
     return torch.cat(blocks, dim=2)
 
 
+def release_padded_rows(
+    y: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float
+) -> torch.Tensor:
+    """The LRA release masks attention by query x key padding (flax `make_padding_mask`, a -1e10 bias in float32),
+    so a padded query's logits are all alike: its row is uniform over all L keys, pads included, with attention
+    dropout as any row. y [B, H, L, Dh] (real rows kept), k, v [B, H, L, Dh], mask [B, L] -> [B, H, L, Dh]."""
+    if dropout > 0:  # zero queries: equal logits, each row its own dropout draw, as there
+        zeros = torch.zeros_like(y)
+        if kernel_for(y.device, dropout, True) == "cpu_blocked_dropout":
+            uniform = blocked_dropout_attention(zeros, k, v, None, dropout)
+        else:
+            uniform = F.scaled_dot_product_attention(zeros, k, v, dropout_p=dropout)
+    else:
+        uniform = v.mean(dim=2, keepdim=True)
+    return torch.where(mask[:, None, :, None], y, uniform.to(y.dtype))
+
+
 def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
     """Boolean [B, 1, 1, L] mask for SDPA (see `attend_all_if_empty`: no row is NaN)."""
     return attend_all_if_empty(mask)[:, None, None, :]
@@ -46,7 +63,8 @@ class Attention(HeadedMixer):
     """Multi-head softmax attention over real tokens only (padded keys get zero weight).
 
     Projections are bias-free as in the released LRA Transformer. `attend` also serves cross-attention (Luna).
-    The release's Transformer is this method: impl=release only drops the output bias, as released.
+    The release's Transformer is this method: impl=release drops the output bias and makes each padded query row
+    uniform over all keys (`release_padded_rows`), as released.
     """
 
     released = True
@@ -54,18 +72,26 @@ class Attention(HeadedMixer):
     def attend(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
         """Queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None) -> [B, L, D]."""
         q, k, v = self.heads(x) if context is x else self.cross_heads(x, context)
-        attn_mask = None if context_mask is None else key_padding_mask(context_mask)
-        if self.window is not None and context is x:  # the probe's band; a query keeps its own key (never NaN)
-            pos = torch.arange(x.shape[1], device=x.device)
-            near = within(pos, pos, self.window)  # [L, L]
-            attn_mask = near if attn_mask is None else near & (attn_mask | (pos[:, None] == pos))
-        if kernel_for(x.device, self.dropout, self.training) == "cpu_blocked_dropout":
-            y = blocked_dropout_attention(q, k, v, attn_mask, self.dropout)
-        else:
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-            )
-        return self.finish(y)
+        mask = None if context_mask is None else key_padding_mask(context_mask)
+        return self.finish(self.core(q, k, v, self.banded(mask, x) if context is x else mask))
+
+    def banded(self, attn_mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+        """The locality probe's band |i - j| <= window over self-attention scores (None: no band); a query keeps its
+        own key, so a padded row never becomes NaN."""
+        if self.window is None:
+            return attn_mask
+        pos = torch.arange(x.shape[1], device=x.device)
+        near = within(pos, pos, self.window)  # [L, L]
+        return near if attn_mask is None else near & (attn_mask | (pos[:, None] == pos))
+
+    def core(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(Dh)) v with attention dropout: q [B, H, L, Dh], k, v [B, H, M, Dh] -> [B, H, L, Dh]."""
+        if kernel_for(q.device, self.dropout, self.training) == "cpu_blocked_dropout":
+            return blocked_dropout_attention(q, k, v, attn_mask, self.dropout)
+        dropout = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
 
     def restrict(self, window: int | None) -> bool:
         # A subclass that resizes the sequence (the Fourier Transformer) would band positions that are not tokens'.
@@ -75,4 +101,8 @@ class Attention(HeadedMixer):
         return True
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.attend(x, x, mask)
+        if self.impl != "release" or not self.released:
+            return self.attend(x, x, mask)
+        q, k, v = self.heads(x)
+        y = self.core(q, k, v, self.banded(key_padding_mask(mask), x))
+        return self.finish(release_padded_rows(y, k, v, mask, self.dropout if self.training else 0.0))

@@ -31,9 +31,16 @@ a mixer overrides only what differs:
   the locality probe (lra.probe.locality); False, the default, where it cannot (it keeps its full reach). Exact and
   local attention band their scores, S4D truncates its kernel to lags <= window, the LRU subtracts the state that
   entered more than `window` steps ago, the convolution zeroes taps beyond it. The window is `self.window`.
-- `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that the encoder applies
-  before layer `layer`, changing the sequence later layers and the pooling see (the Fourier Transformer's spectral
-  filter); `cls` says whether position 0 is the CLS token. Default: None (no resizing).
+- `resizer(layer, n_layers, cls) -> nn.Module | None`: a module `(x, mask) -> (x, mask)` that layer `layer` applies,
+  changing the sequence (and mask) that it, later layers and the pooling see; `cls` says whether position 0 is the
+  CLS token. Default: None (no resizing). The module's `placement` says where (lra.models.encoder.PLACEMENTS):
+  "input" (the default when it has none): the residual stream before the layer (the Fourier Transformer paper's
+  filter); "normed" (pre-norm blocks only): the layer's normalised input, which then *is* the residual stream, the
+  raw one not carried on (the Fourier Transformer code's layer 0). A resizer that returns an all-True mask ends
+  masking from there on: later layers, the final norm and the pooling treat every position as real.
+- `flax_dense = ()`: names of the mixer's nn.Linear submodules that the release built with flax's `nn.Dense`
+  defaults (lecun-normal kernel, zero bias), which `model.init=release` gives them instead of xavier (Sinkhorn's
+  sort-net logits).
 
 A mixer from outside this repository subclasses `Mixer` and is selected by its dotted class path
 (`model.mixer=my_pkg.my_mixer.MyMixer`); one in this package registers a short name with `@register`.
@@ -98,6 +105,7 @@ class Mixer(nn.Module):
     uses_state: bool = False
     ssm_params: tuple[str, ...] = ()
     no_decay_params: tuple[str, ...] = ()
+    flax_dense: tuple[str, ...] = ()
     window: int | None = None  # set by `restrict`
     # True for the methods the LRA release has (set by @register(..., impl="release")): only those change with impl.
     released: bool = False

@@ -126,6 +126,7 @@ class SinkhornRelease(SinkhornAttention):
     """
 
     uses_mask = False
+    flax_dense = ("sort_net",)  # the release's `logits` Dense, flax defaults
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from lra.errors import LRAError
+from lra.models.mixers.attention import release_padded_rows
 from lra.models.mixers.blocks import (
     BlockMixerBase,
     joint_softmax,
@@ -94,6 +95,8 @@ class SparseAttention(BlockMixerBase):
         y = sum(value(p.to(v.dtype)) for value, p in zip(values, probs, strict=True)).flatten(2, 3)
         if n_global:
             y = torch.cat([self.attend_all(q[:, :, :n_global], k, v, real), y], dim=2)
+        if self.impl == "release":  # padded query rows ignore the pattern and causality there: uniform over all keys
+            y = release_padded_rows(y[:, :, :length], k, v, mask, self.dropout if self.training else 0.0)
         return self.finish(y, length)
 
     def _fixed(
@@ -155,6 +158,8 @@ class SparseRelease(SparseAttention):
     `global_first` is used: the release's `use_cls_token`, set when `classifier_pool` is CLS (position 0 attends to
     and is attended by all, the pattern laid over positions 1..); on Retrieval it is set although the dual encoder
     prepends no CLS, so the first byte is the global position; Pathfinder pools MEAN, so it is off there.
+    A padded query row is uniform over all L keys (`release_padded_rows`): the release combines its query x key
+    padding mask with the pattern, so such a row has no allowed key at all.
     """
 
     def __init__(
