@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from lra.atomic import write_text
+from lra.data.build import build_datamodule
 from lra.errors import LRAError
 from lra.models import build_model
 from lra.models.encoder import Encoder
@@ -221,13 +222,7 @@ def load_pretrained(path: Path, key: str) -> Pretrained:
     return Pretrained(encoder, dict(state["pretrain"]))
 
 
-# How the stage builds its DataModule: lra.run.train.build_datamodule(task config, seed).
-MakeDataModule = Callable[[DictConfig, int], pl.LightningDataModule]
-
-
-def self_pretrain(
-    cfg: DictConfig, output_dir: Path, resuming: bool, make_datamodule: MakeDataModule
-) -> Pretrained | None:
+def self_pretrain(cfg: DictConfig, output_dir: Path, resuming: bool) -> Pretrained | None:
     """The pretraining stage of a run: none without `pretrain`; the checkpoint `pretrain.from` names; a finished
     stage of this run directory when resuming; else pretraining now (resumed from its newest checkpoint if any)."""
     if cfg.get("pretrain") is None:
@@ -256,12 +251,10 @@ def self_pretrain(
         print(f"pretraining finished before: fine-tuning from {checkpoint}")
         pretrained = load_pretrained(checkpoint, "pretrain/finished.json's checkpoint")
         return Pretrained(pretrained.encoder, {**pretrained.record, "from": None})
-    return train_mlm(cfg, directory, resuming, make_datamodule, fingerprint)
+    return train_mlm(cfg, directory, resuming, fingerprint)
 
 
-def train_mlm(
-    cfg: DictConfig, directory: Path, resuming: bool, make_datamodule: MakeDataModule, fingerprint: str
-) -> Pretrained:
+def train_mlm(cfg: DictConfig, directory: Path, resuming: bool, fingerprint: str) -> Pretrained:
     """Pretrain for `pretrain.steps` with checkpoints, pre-emption and numeric guards as the fine-tuning has them."""
     spec = cfg.pretrain
     run_dir = directory.parent
@@ -275,7 +268,7 @@ def train_mlm(
         bias_norm_decay=cfg.optim.bias_norm_decay,
     )
     initialise(module.head, cfg.model.init)
-    datamodule = make_datamodule(cfg.task, cfg.seed)
+    datamodule = build_datamodule(cfg.task, cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_dataset_size(datamodule, cfg.task.batch_size)

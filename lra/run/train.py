@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lra.data.base import LRADataModule
+from lra.data.build import build_datamodule
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.run.callbacks import Throughput
@@ -27,22 +27,8 @@ from lra.run.results import config_hash, git_commit, resume_fingerprint, write_r
 from lra.run.task import LRATask
 from lra.run.validate import check_config, check_dataset_size
 
-# Task config keys that describe the task to the model and optimizer rather than configure the DataModule.
-TASK_META = ("name", "vocab_size", "n_classes", "dual", "interaction", "recipe")
 # Errors of the file system that the user fixes by pointing the run elsewhere or freeing space.
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def build_datamodule(task: DictConfig, seed: int) -> LRADataModule:
-    options = {k: v for k, v in OmegaConf.to_container(task, resolve=True).items() if k not in TASK_META}
-    try:
-        datamodule = hydra.utils.instantiate(options)
-    except hydra.errors.InstantiationException as err:
-        raise LRAError(f"task config {task.name!r} cannot build its DataModule: {err.__cause__ or err}") from err
-    if datamodule.vocab_size != task.vocab_size:
-        raise LRAError(f"task.vocab_size={task.vocab_size} but the {task.name} tokenizer has {datamodule.vocab_size}")
-    datamodule.seed = seed
-    return datamodule
 
 
 def evaluate(trainer: pl.Trainer, task: LRATask, datamodule, best: ModelCheckpoint, last: str) -> dict:
@@ -89,7 +75,7 @@ def with_restarts(cfg: DictConfig, output_dir: Path) -> float:
     resuming = cfg.resume == "auto" or cfg.ckpt_path is not None or requeued()
     seed, restarts = attempt(output_dir, first_seed, resuming)
     # pretrain=mlm: once, with the first seed; a restart fine-tunes the same pretrained encoder with the next seed.
-    pretrained = self_pretrain(cfg, output_dir, resuming, build_datamodule)
+    pretrained = self_pretrain(cfg, output_dir, resuming)
     while True:
         this = copy.deepcopy(cfg)
         this.seed = seed
