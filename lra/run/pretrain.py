@@ -46,10 +46,10 @@ from lra.models.init import initialise
 from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, periodic_checkpoint, readable, resume_path
 from lra.run.guards import NonFiniteGuard
 from lra.run.loggers import build_loggers, finish_wandb
+from lra.run.optim import OptimSettings, adamw
 from lra.run.preemption import Preemption
 from lra.run.results import RESUMABLE, UNHASHED, digest
 from lra.run.schedules import SCHEDULES
-from lra.run.task import adamw
 from lra.run.validate import check_dataset_size
 
 OBJECTIVES = ("mlm",)
@@ -91,18 +91,13 @@ class MaskedLM(pl.LightningModule):
         vocab_size: int,
         mask_rate: float,
         split: list[float],
-        lr: float,
-        weight_decay: float,
-        schedule: str,
-        warmup_steps: int,
-        total_steps: int,
-        betas: tuple[float, float] = (0.9, 0.98),
-        eps: float = 1e-9,
-        ssm_lr: float | None = None,
-        bias_norm_decay: bool = True,
+        optim: OptimSettings,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder"])
+        self.save_hyperparameters(
+            {"vocab_size": vocab_size, "mask_rate": mask_rate, "split": split, **optim.hparams()}
+        )
+        self.optim = optim
         self.encoder = encoder
         self.head = nn.Linear(encoder.embed.tokens.embedding_dim, vocab_size)
         # The last WINDOW steps' loss and accuracy, a ring indexed by step: saved with the weights, no host sync.
@@ -137,7 +132,7 @@ class MaskedLM(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adamw(self, self.hparams, name="pretrain/lr")
+        return adamw(self, self.optim, name="pretrain/lr")
 
     def record(self) -> dict:
         """results.json's `pretrain`: the objective, steps taken, mask rate, final loss and accuracy."""
@@ -261,12 +256,11 @@ def train_mlm(cfg: DictConfig, directory: Path, resuming: bool, fingerprint: str
     checkpoints = directory / "checkpoints"
     pl.seed_everything(cfg.seed, workers=True)
     encoder = build_model(cfg.model, cfg.task, mask_token=True).encoder  # first: a bad model option reads no data
-    module = MaskedLM(
-        encoder, vocab_size=cfg.task.vocab_size, mask_rate=spec.mask_rate, split=list(spec.split), lr=spec.lr,
-        weight_decay=spec.weight_decay, schedule=spec.schedule, warmup_steps=spec.warmup_steps,
-        total_steps=spec.steps, betas=list(cfg.optim.betas), eps=cfg.optim.eps, ssm_lr=cfg.optim.ssm_lr,
-        bias_norm_decay=cfg.optim.bias_norm_decay,
+    optim = OptimSettings.from_config(
+        cfg.optim, spec.steps, lr=spec.lr, weight_decay=spec.weight_decay, schedule=spec.schedule,
+        warmup_steps=spec.warmup_steps,
     )
+    module = MaskedLM(encoder, cfg.task.vocab_size, spec.mask_rate, list(spec.split), optim)
     initialise(module.head, cfg.model.init)
     datamodule = build_datamodule(cfg.task, cfg.seed)
     datamodule.prepare_data()

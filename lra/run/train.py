@@ -8,7 +8,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -21,6 +21,7 @@ from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
 from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, requeued, resume_path
 from lra.run.guards import NonFiniteGuard
 from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
+from lra.run.optim import OptimSettings
 from lra.run.preemption import Preemption
 from lra.run.pretrain import Pretrained, self_pretrain
 from lra.run.results import config_hash, git_commit, resume_fingerprint, write_results
@@ -108,10 +109,7 @@ def fit_and_test(
     datamodule.prepare_data()
     datamodule.setup("fit")
     check_dataset_size(datamodule, cfg.task.batch_size)
-    task = LRATask(
-        model, n_classes=cfg.task.n_classes, total_steps=cfg.trainer.max_steps,
-        **OmegaConf.to_container(cfg.optim, resolve=True),
-    )
+    task = LRATask(model, cfg.task.n_classes, OptimSettings.from_config(cfg.optim, cfg.trainer.max_steps))
     ckpt_path = resume_path(cfg.ckpt_path, cfg.resume, checkpoints)
     loggers = build_loggers(cfg.get("logger"), output_dir)
     best, periodic = checkpoint_callbacks(checkpoints, cfg.checkpoint_every)
