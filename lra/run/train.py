@@ -24,7 +24,7 @@ from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
 from lra.run.optim import OptimSettings
 from lra.run.preemption import Preemption
 from lra.run.pretrain import Pretrained, self_pretrain
-from lra.run.results import config_hash, git_commit, resume_fingerprint, write_results
+from lra.run.results import Results, config_hash, git_commit, resume_fingerprint
 from lra.run.task import LRATask
 from lra.run.validate import check_config, check_dataset_size
 
@@ -140,48 +140,46 @@ def fit_and_test(
             return None
         last = str(checkpoints / f"{LAST}.ckpt")
         trainer.save_checkpoint(last)  # the final state, whatever step the periodic saves last hit
-        results = {
-            "task": cfg.task.name,
-            "model": cfg.model.name,
-            "seed": int(cfg.seed),
-            "first_seed": first_seed,
-            "restarts": restarts,
-            "stuck_at_chance": chance.stuck,
-            "recipe": cfg.get("recipe", "custom"),
-            "impl": cfg.model.impl,
+        results = Results(
+            task=cfg.task.name,
+            model=cfg.model.name,
+            seed=int(cfg.seed),
+            first_seed=first_seed,
+            restarts=restarts,
+            stuck_at_chance=chance.stuck,
+            recipe=cfg.get("recipe", "custom"),
+            impl=cfg.model.impl,
             **evaluate(trainer, task, datamodule, best, last),
-            # Validation on the test set (Text as LRA ran it) makes the best-val choice a choice on test.
-            "val_is_test": cfg.task.get("val_split") == "test",
-            "steps_per_s": throughput.steps_per_s(),
-            "peak_memory_mb": throughput.peak_memory_mb,
-            "memory_method": throughput.memory_method,
-            "n_params": count_parameters(model),
-            "step": trainer.global_step,
-            "skipped_steps": guard.skipped,
-            "config_hash": config_hash(cfg),
-            "git_commit": git_commit(),
-        }
-        if pretrained is not None:
-            results["pretrain"] = pretrained.record
+            val_is_test=cfg.task.get("val_split") == "test",
+            steps_per_s=throughput.steps_per_s(),
+            peak_memory_mb=throughput.peak_memory_mb,
+            memory_method=throughput.memory_method,
+            n_params=count_parameters(model),
+            step=trainer.global_step,
+            skipped_steps=guard.skipped,
+            config_hash=config_hash(cfg),
+            git_commit=git_commit(),
+            pretrain=None if pretrained is None else pretrained.record,
+        )
         if trainer.is_global_zero:  # under DDP every rank evaluates; one writes
-            path = write_results(output_dir, results)
+            path = results.write(output_dir)
             for logger in loggers:
                 if isinstance(logger, WandbLogger):
-                    logger.experiment.summary.update(results)
+                    logger.experiment.summary.update(results.record())
             wandb_dir = wandb_run_dir(loggers)
     finally:
         preemption.uninstall()
         finish_wandb(loggers)
     if trainer.is_global_zero:
         report(results, path, wandb_dir)  # last, after W&B's own closing output
-    return results["best_val_acc"]
+    return results.best_val_acc
 
 
-def report(results: dict, path: Path, wandb_dir: Path | None) -> None:
+def report(results: Results, path: Path, wandb_dir: Path | None) -> None:
     print(
-        f"\n{results['task']} / {results['model']} (seed {results['seed']}, step {results['step']}): "
-        f"best val acc {results['best_val_acc']:.4f}, test acc {results['test_acc']:.4f} at the best-val checkpoint "
-        f"({results['test_acc_last']:.4f} at the last)"
+        f"\n{results.task} / {results.model} (seed {results.seed}, step {results.step}): "
+        f"best val acc {results.best_val_acc:.4f}, test acc {results.test_acc:.4f} at the best-val checkpoint "
+        f"({results.test_acc_last:.4f} at the last)"
     )
     print(f"run files: {path.parent}  (results: {path.name}, checkpoints: checkpoints/)")
     if wandb_dir is not None:
