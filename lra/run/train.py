@@ -6,27 +6,23 @@ import copy
 import errno
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from lra.data.build import build_datamodule
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.run.callbacks import Throughput
 from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
-from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, requeued, resume_path
-from lra.run.guards import NonFiniteGuard
-from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
+from lra.run.checkpoints import requeued
+from lra.run.loggers import wandb_run_dir
 from lra.run.optim import OptimSettings
-from lra.run.preemption import Preemption
 from lra.run.pretrain import Pretrained, self_pretrain
 from lra.run.results import Results, config_hash, git_commit, resume_fingerprint
+from lra.run.stage import Stage, training_data
 from lra.run.task import LRATask
-from lra.run.validate import check_config, check_dataset_size
+from lra.run.validate import check_config
 
 # Errors of the file system that the user fixes by pointing the run elsewhere or freeing space.
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
@@ -98,48 +94,24 @@ def fit_and_test(
     """One attempt (from the `pretrained` encoder, if any); None when it was stuck at chance and on_chance=restart
     has restarts left."""
     pl.seed_everything(cfg.seed, workers=True)
-    checkpoints = output_dir / "checkpoints"
     # First: a bad model option stops before any data is read. Self-pretrained: that encoder, a fresh head.
     model = build_model(cfg.model, cfg.task, mask_token=pretrained is not None)
     if pretrained is not None:
         pretrained.load_into(model.encoder)
-    datamodule = build_datamodule(cfg.task, cfg.seed)
-    # Every process calls it (every DDP rank, every job of an array): under the cache's lock one builds what is
-    # missing and the others wait, then read the published cache (lra.data.base.LRADataModule.prepare_data).
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    check_dataset_size(datamodule, cfg.task.batch_size)
+    datamodule = training_data(cfg)
     task = LRATask(model, cfg.task.n_classes, OptimSettings.from_config(cfg.optim, cfg.trainer.max_steps))
-    ckpt_path = resume_path(cfg.ckpt_path, cfg.resume, checkpoints)
-    loggers = build_loggers(cfg.get("logger"), output_dir)
-    best, periodic = checkpoint_callbacks(checkpoints, cfg.checkpoint_every)
     throughput = Throughput()
-    guard = NonFiniteGuard(cfg.on_nonfinite, checkpoints)
-    preemption = Preemption(checkpoints / f"{LAST}.ckpt", requeue=cfg.requeue)
     restart = cfg.on_chance == "restart" and restarts < cfg.chance.max_restarts
     then = "stopping; restarting with the next seed" if restart else (
         "continuing (no restarts left)" if cfg.on_chance == "restart" else "continuing (on_chance=restart retries)"
     )
     chance = ChanceWatch(cfg.chance.patience, cfg.chance.margin, stop=restart, then=then)
-    callbacks = [best, periodic, throughput, guard, preemption, chance, RunState(resume_fingerprint(cfg))]
-    if loggers:
-        callbacks.append(LearningRateMonitor("step"))
-    trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(output_dir),
-        plugins=[AtomicCheckpointIO()],
+    stage = Stage(
+        cfg, output_dir, resume_fingerprint(cfg), cfg.ckpt_path, cfg.resume, best=True, callbacks=[throughput, chance]
     )
-    preemption.install()
-    try:
-        try:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        except SIGTERMException:  # Lightning's own reaction to SIGTERM: save now if Preemption has not yet
-            preemption.interrupted(trainer)
-        if (stopped := preemption.stopped()) is not None:
-            raise stopped
-        if restart and chance.stuck:
-            return None
-        last = str(checkpoints / f"{LAST}.ckpt")
-        trainer.save_checkpoint(last)  # the final state, whatever step the periodic saves last hit
+
+    def finish(trainer: pl.Trainer) -> tuple[Results, tuple[Path, Path | None] | None]:
+        """The results, and where rank zero wrote them (results.json, the W&B run)."""
         results = Results(
             task=cfg.task.name,
             model=cfg.model.name,
@@ -149,29 +121,32 @@ def fit_and_test(
             stuck_at_chance=chance.stuck,
             recipe=cfg.get("recipe", "custom"),
             impl=cfg.model.impl,
-            **evaluate(trainer, task, datamodule, best, last),
+            **evaluate(trainer, task, datamodule, stage.best, str(stage.last)),
             val_is_test=cfg.task.get("val_split") == "test",
             steps_per_s=throughput.steps_per_s(),
             peak_memory_mb=throughput.peak_memory_mb,
             memory_method=throughput.memory_method,
             n_params=count_parameters(model),
             step=trainer.global_step,
-            skipped_steps=guard.skipped,
+            skipped_steps=stage.guard.skipped,
             config_hash=config_hash(cfg),
             git_commit=git_commit(),
             pretrain=None if pretrained is None else pretrained.record,
         )
-        if trainer.is_global_zero:  # under DDP every rank evaluates; one writes
-            path = results.write(output_dir)
-            for logger in loggers:
-                if isinstance(logger, WandbLogger):
-                    logger.experiment.summary.update(results.record())
-            wandb_dir = wandb_run_dir(loggers)
-    finally:
-        preemption.uninstall()
-        finish_wandb(loggers)
-    if trainer.is_global_zero:
-        report(results, path, wandb_dir)  # last, after W&B's own closing output
+        if not trainer.is_global_zero:  # under DDP every rank evaluates; one writes
+            return results, None
+        path = results.write(output_dir)
+        for logger in stage.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(results.record())
+        return results, (path, wandb_run_dir(stage.loggers))
+
+    done = stage.run(task, datamodule, finish, abandon=lambda: restart and chance.stuck)
+    if done is None:
+        return None
+    results, written = done
+    if written is not None:
+        report(results, *written)  # last, after W&B's own closing output
     return results.best_val_acc
 
 
