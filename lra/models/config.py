@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from lra.errors import LRAError
 
@@ -13,7 +14,7 @@ from lra.errors import LRAError
 POSITIVE, NON_NEGATIVE, FRACTION = "positive", "non_negative", "fraction"
 
 
-def encoder(check: str | None = None) -> dict:
+def encoder(check: str | None = None) -> Any:
     """A key passed on to lra.models.encoder.Encoder under its own name."""
     return field(metadata={"encoder": True, "check": check})
 
