@@ -11,6 +11,7 @@ from lra.models.mixers import build_mixer
 from lra.models.mixers.lru import parallel_scan
 from lra.models.mixers.s4d import init_a
 from lra.run.config import compose_train
+from lra.run.optim import OptimSettings
 from lra.run.task import LRATask
 from lra.run.train import run
 
@@ -189,8 +190,10 @@ def optimizer_for(layers: list[str], ssm_lr: float | None, bias_norm_decay: bool
     torch.manual_seed(0)
     encoder = Encoder(layers, vocab_size=10, max_len=16, d_model=8, n_heads=1, d_ff=16, dropout=0.0, attn_dropout=0.0,
                       mixer_options={name: options for name in layers})
-    task = LRATask(encoder, n_classes=2, lr=1e-2, weight_decay=0.1, schedule="constant", warmup_steps=0,
-                   total_steps=10, ssm_lr=ssm_lr, bias_norm_decay=bias_norm_decay)
+    task = LRATask(encoder, n_classes=2, optim=OptimSettings(
+        lr=1e-2, weight_decay=0.1, schedule="constant", warmup_steps=0, total_steps=10, ssm_lr=ssm_lr,
+        bias_norm_decay=bias_norm_decay,
+    ))
     return encoder, task.configure_optimizers()["optimizer"]
 
 

@@ -19,6 +19,7 @@ import lra.run.train
 from lra.errors import LRAError
 from lra.models import build_model
 from lra.run.config import CONF_DIR, choices, compose_train
+from lra.run.optim import OptimSettings
 from lra.run.preemption import Preemption
 from lra.run.pretrain import FINISHED, IGNORE, MaskedLM, mask_tokens
 from lra.run.task import LRATask
@@ -44,9 +45,10 @@ def tiny_cfg(*overrides: str):
 
 def mlm(cfg, **options) -> MaskedLM:
     encoder = build_model(cfg.model, cfg.task, mask_token=True).encoder
-    settings = {"mask_rate": 0.15, "split": [0.8, 0.1, 0.1], "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",
-                "warmup_steps": 1, "total_steps": 100, **options}
-    return MaskedLM(encoder, vocab_size=cfg.task.vocab_size, **settings)
+    settings = {"lr": 1e-3, "weight_decay": 0.0, "schedule": "constant", "warmup_steps": 1, "total_steps": 100}
+    masking = {"mask_rate": 0.15, "split": [0.8, 0.1, 0.1]}
+    masking.update((k, options.pop(k)) for k in list(options) if k in masking)
+    return MaskedLM(encoder, cfg.task.vocab_size, optim=OptimSettings(**{**settings, **options}), **masking)
 
 
 # --- the masking ---------------------------------------------------------------------------------------------------

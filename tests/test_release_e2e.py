@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lra.data.build import build_datamodule
 from lra.models import build_model
 from lra.run.config import CONF_DIR, choices, compose_train
-from lra.run.train import build_datamodule
 from tests.helpers import TINY_MODEL
 from tests.task_fixtures import MAKERS
 

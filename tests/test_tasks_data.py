@@ -21,6 +21,7 @@ import torch
 from data_prep import download
 from lra.data import bytes as byte_tokens
 from lra.data import pixels
+from lra.data.build import build_datamodule
 from lra.data.image import ImageDataModule
 from lra.data.pathfinder import PathfinderDataModule
 from lra.data.pixels import grey_like_lra
@@ -28,7 +29,6 @@ from lra.data.retrieval import RetrievalDataModule
 from lra.data.text import TextDataModule
 from lra.errors import LRAError
 from lra.run.config import compose_train
-from lra.run.train import build_datamodule
 from tests.task_fixtures import (
     AAN_FILES,
     read_pathfinder,

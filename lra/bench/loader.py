@@ -19,8 +19,8 @@ from lra.bench.cli import add_timing_options, fill_timing_defaults, run
 from lra.bench.configs import train_config
 from lra.bench.record import environment, write_json
 from lra.bench.timing import time_calls
+from lra.data.build import build_datamodule
 from lra.run.config import CONF_DIR, choices
-from lra.run.train import build_datamodule
 
 
 def bench_loader(args: argparse.Namespace) -> dict:

@@ -98,7 +98,7 @@ class LRADataModule(pl.LightningDataModule):
         self.max_len = max_len
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.seed = 0  # the training-order seed; lra.run.train sets it to the run's seed
+        self.seed = 0  # the training-order seed; lra.data.build.build_datamodule sets it to the run's seed
         self.datasets: dict[str, ArrayDataset] = {}
 
     # --- what a task defines -------------------------------------------------------------------------------

@@ -8,15 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from lra.errors import LRAError
 from lra.models.classifier import Classifier
+from lra.models.config import BASE_KEYS, ModelConfig, split_model
 from lra.models.encoder import Encoder
 from lra.models.init import initialise
-
-# Keys every model config shares (conf/model/_base.yaml); any other key of a model config is an option of its mixer.
-BASE_KEYS = (
-    "name", "mixer", "attention_layers", "n_layers", "d_model", "n_heads", "d_ff",
-    "dropout", "attn_dropout", "norm", "norm_type", "pool", "pos", "zero_pad", "impl", "qkv_dim",
-    "zero_is_pad", "init", "head", "cls_token", "vocab_rows", "pos_rows",
-)
 
 
 def layer_mixers(mixer: str, n_layers: int, attention_layers: list[int]) -> list[str]:
@@ -32,12 +26,12 @@ def layer_mixers(mixer: str, n_layers: int, attention_layers: list[int]) -> list
     return layers
 
 
-def token_rows(cfg: Mapping, needed: int) -> int:
+def token_rows(base: ModelConfig, needed: int) -> int:
     """Rows of the token table: `model.vocab_rows` where set (a code that sizes it from its own config), else the
     ids the data uses, plus one for a shifted-in CLS id (model.cls_token=shift reads id rows - 1)."""
-    rows = cfg.get("vocab_rows")
+    rows = base.vocab_rows
     if rows is None:
-        return needed + int(cfg.get("cls_token") == "shift" and cfg["pool"] == "cls")
+        return needed + int(base.cls_token == "shift" and base.pool == "cls")
     if rows < needed:
         raise LRAError(f"model.vocab_rows={rows} is smaller than the {needed} token ids this run uses; "
                        "raise it or set it to null")
@@ -50,37 +44,26 @@ def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Clas
     `mask_token`: one more embedding row, id `task.vocab_size`, for the [MASK] token of self-pretraining
     (lra.run.pretrain); both stages build it, so the pretrained encoder loads into the fine-tuned one as it is."""
     cfg = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
-    options = {k: v for k, v in cfg.items() if k not in BASE_KEYS}
+    base, options = split_model(cfg)
     encoder = Encoder(
-        layers=layer_mixers(cfg["mixer"], cfg["n_layers"], list(cfg.get("attention_layers") or [])),
-        vocab_size=token_rows(cfg, task["vocab_size"] + int(mask_token)),
+        layers=layer_mixers(base.mixer, base.n_layers, list(base.attention_layers or [])),
+        vocab_size=token_rows(base, task["vocab_size"] + int(mask_token)),
         max_len=task["max_len"],
-        d_model=cfg["d_model"],
-        n_heads=cfg["n_heads"],
-        d_ff=cfg["d_ff"],
-        dropout=cfg["dropout"],
-        attn_dropout=cfg["attn_dropout"],
-        norm=cfg["norm"],
-        norm_type=cfg["norm_type"],
-        pool=cfg["pool"],
-        pos=cfg["pos"],
-        zero_pad=cfg["zero_pad"],
-        mixer_options={cfg["mixer"]: options},
-        impl=cfg["impl"],
-        qkv_dim=cfg["qkv_dim"],
-        zero_is_pad=cfg["zero_is_pad"],
-        cls_token=cfg.get("cls_token", "learned"),
-        pos_rows=cfg.get("pos_rows"),
+        mixer_options={base.mixer: options},
+        **base.encoder_options(),
     )
     classifier = Classifier(
-        encoder, cfg["d_model"], cfg["d_ff"], task["n_classes"], bool(task.get("dual", False)),
-        task.get("interaction", "paper"), cfg["head"],
+        encoder, base.d_model, base.d_ff, task["n_classes"], bool(task.get("dual", False)),
+        task.get("interaction", "paper"), base.head,
     )
-    return initialise(classifier, cfg["init"])
+    return initialise(classifier, base.init)
 
 
 def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["BASE_KEYS", "Classifier", "Encoder", "build_model", "count_parameters", "layer_mixers"]
+__all__ = [
+    "BASE_KEYS", "Classifier", "Encoder", "ModelConfig", "build_model", "count_parameters", "layer_mixers",
+    "split_model",
+]

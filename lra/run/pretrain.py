@@ -23,18 +23,15 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationKeyError
-from pytorch_lightning.callbacks import LearningRateMonitor
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from lra.atomic import write_text
@@ -42,14 +39,11 @@ from lra.errors import LRAError
 from lra.models import build_model
 from lra.models.encoder import Encoder
 from lra.models.init import initialise
-from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, periodic_checkpoint, readable, resume_path
-from lra.run.guards import NonFiniteGuard
-from lra.run.loggers import build_loggers, finish_wandb
-from lra.run.preemption import Preemption
+from lra.run.checkpoints import readable
+from lra.run.optim import OptimSettings, adamw
 from lra.run.results import RESUMABLE, UNHASHED, digest
 from lra.run.schedules import SCHEDULES
-from lra.run.task import adamw
-from lra.run.validate import check_dataset_size
+from lra.run.stage import Stage, training_data
 
 OBJECTIVES = ("mlm",)
 IGNORE = -100  # the target of every position that is not predicted (F.cross_entropy's ignore_index)
@@ -90,18 +84,13 @@ class MaskedLM(pl.LightningModule):
         vocab_size: int,
         mask_rate: float,
         split: list[float],
-        lr: float,
-        weight_decay: float,
-        schedule: str,
-        warmup_steps: int,
-        total_steps: int,
-        betas: tuple[float, float] = (0.9, 0.98),
-        eps: float = 1e-9,
-        ssm_lr: float | None = None,
-        bias_norm_decay: bool = True,
+        optim: OptimSettings,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder"])
+        self.save_hyperparameters(
+            {"vocab_size": vocab_size, "mask_rate": mask_rate, "split": split, **optim.hparams()}
+        )
+        self.optim = optim
         self.encoder = encoder
         self.head = nn.Linear(encoder.embed.tokens.embedding_dim, vocab_size)
         # The last WINDOW steps' loss and accuracy, a ring indexed by step: saved with the weights, no host sync.
@@ -136,7 +125,7 @@ class MaskedLM(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adamw(self, self.hparams, name="pretrain/lr")
+        return adamw(self, self.optim, name="pretrain/lr")
 
     def record(self) -> dict:
         """results.json's `pretrain`: the objective, steps taken, mask rate, final loss and accuracy."""
@@ -221,13 +210,7 @@ def load_pretrained(path: Path, key: str) -> Pretrained:
     return Pretrained(encoder, dict(state["pretrain"]))
 
 
-# How the stage builds its DataModule: lra.run.train.build_datamodule(task config, seed).
-MakeDataModule = Callable[[DictConfig, int], pl.LightningDataModule]
-
-
-def self_pretrain(
-    cfg: DictConfig, output_dir: Path, resuming: bool, make_datamodule: MakeDataModule
-) -> Pretrained | None:
+def self_pretrain(cfg: DictConfig, output_dir: Path, resuming: bool) -> Pretrained | None:
     """The pretraining stage of a run: none without `pretrain`; the checkpoint `pretrain.from` names; a finished
     stage of this run directory when resuming; else pretraining now (resumed from its newest checkpoint if any)."""
     if cfg.get("pretrain") is None:
@@ -256,59 +239,32 @@ def self_pretrain(
         print(f"pretraining finished before: fine-tuning from {checkpoint}")
         pretrained = load_pretrained(checkpoint, "pretrain/finished.json's checkpoint")
         return Pretrained(pretrained.encoder, {**pretrained.record, "from": None})
-    return train_mlm(cfg, directory, resuming, make_datamodule, fingerprint)
+    return train_mlm(cfg, directory, resuming, fingerprint)
 
 
-def train_mlm(
-    cfg: DictConfig, directory: Path, resuming: bool, make_datamodule: MakeDataModule, fingerprint: str
-) -> Pretrained:
+def train_mlm(cfg: DictConfig, directory: Path, resuming: bool, fingerprint: str) -> Pretrained:
     """Pretrain for `pretrain.steps` with checkpoints, pre-emption and numeric guards as the fine-tuning has them."""
     spec = cfg.pretrain
-    run_dir = directory.parent
-    checkpoints = directory / "checkpoints"
     pl.seed_everything(cfg.seed, workers=True)
     encoder = build_model(cfg.model, cfg.task, mask_token=True).encoder  # first: a bad model option reads no data
-    module = MaskedLM(
-        encoder, vocab_size=cfg.task.vocab_size, mask_rate=spec.mask_rate, split=list(spec.split), lr=spec.lr,
-        weight_decay=spec.weight_decay, schedule=spec.schedule, warmup_steps=spec.warmup_steps,
-        total_steps=spec.steps, betas=list(cfg.optim.betas), eps=cfg.optim.eps, ssm_lr=cfg.optim.ssm_lr,
-        bias_norm_decay=cfg.optim.bias_norm_decay,
+    optim = OptimSettings.from_config(
+        cfg.optim, spec.steps, lr=spec.lr, weight_decay=spec.weight_decay, schedule=spec.schedule,
+        warmup_steps=spec.warmup_steps,
     )
+    module = MaskedLM(encoder, cfg.task.vocab_size, spec.mask_rate, list(spec.split), optim)
     initialise(module.head, cfg.model.init)
-    datamodule = make_datamodule(cfg.task, cfg.seed)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    check_dataset_size(datamodule, cfg.task.batch_size)
-    ckpt_path = resume_path("last" if cfg.ckpt_path == "last" else None, "auto" if resuming else None, checkpoints)
-    # The run's W&B run (both stages log to it); a CSV log of its own, pretrain/csv/metrics.csv.
-    loggers = build_loggers(cfg.get("logger"), run_dir, save_dir=directory)
-    last = checkpoints / f"{LAST}.ckpt"
-    preemption = Preemption(last, requeue=cfg.requeue, run_dir=run_dir)
-    callbacks = [
-        periodic_checkpoint(checkpoints, cfg.checkpoint_every), NonFiniteGuard(cfg.on_nonfinite, checkpoints),
-        preemption, RunState(fingerprint),
-    ]
-    if loggers:
-        callbacks.append(LearningRateMonitor("step"))
-    trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, max_steps=spec.steps, limit_val_batches=0, num_sanity_val_steps=0, logger=loggers or False,
-        callbacks=callbacks, default_root_dir=str(directory), plugins=[AtomicCheckpointIO()],
+    datamodule = training_data(cfg)
+    stage = Stage(
+        cfg, directory, fingerprint, "last" if cfg.ckpt_path == "last" else None, "auto" if resuming else None,
+        run_dir=directory.parent, max_steps=spec.steps, limit_val_batches=0, num_sanity_val_steps=0,
     )
-    preemption.install()
-    try:
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        except SIGTERMException:  # Lightning's own reaction to SIGTERM: save now if Preemption has not yet
-            preemption.interrupted(trainer)
-        if (stopped := preemption.stopped()) is not None:
-            raise stopped
-        trainer.save_checkpoint(last)
+
+    def finish(trainer: pl.Trainer) -> dict:
         record = module.record()
         if trainer.is_global_zero:
-            done = {**record, "checkpoint": str(last.relative_to(directory)), "fingerprint": fingerprint}
+            done = {**record, "checkpoint": str(stage.last.relative_to(directory)), "fingerprint": fingerprint}
             write_text(directory / FINISHED, json.dumps(done, indent=2) + "\n")
-    finally:
-        preemption.uninstall()
-        finish_wandb(loggers)
-    return Pretrained(copy.deepcopy(module.encoder.state_dict()), {**record, "from": None})
+        return record
 
+    record = stage.run(module, datamodule, finish)
+    return Pretrained(copy.deepcopy(module.encoder.state_dict()), {**record, "from": None})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,11 +20,6 @@ UNHASHED = (
 )
 # Also free to change when resuming: how long to train and how the machine reads data.
 RESUMABLE = ("trainer.max_steps", "trainer.enable_progress_bar", "task.num_workers")
-FIELDS = (
-    "task", "model", "seed", "first_seed", "restarts", "stuck_at_chance", "recipe", "headline", "impl", "best_val_acc",
-    "test_acc", "test_acc_last", "val_is_test", "steps_per_s", "peak_memory_mb", "memory_method", "n_params", "step",
-    "skipped_steps", "config_hash", "git_commit",
-)
 
 
 def digest(cfg: DictConfig, drop: tuple[str, ...]) -> str:
@@ -64,9 +60,42 @@ def git_commit(repo: Path = REPO) -> str:
     return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
-def write_results(run_dir: Path, results: dict) -> Path:
-    return write_text(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=False) + "\n")
+@dataclass(frozen=True)
+class Results:
+    """What results.json records of a fine-tuned run, in this order: the one list of its fields."""
+
+    task: str
+    model: str
+    seed: int
+    first_seed: int
+    restarts: int
+    stuck_at_chance: bool
+    recipe: str
+    headline: str  # best | last: the checkpoint whose test accuracy the recipe's authors reported
+    impl: str
+    best_val_acc: float
+    test_acc: float  # at the best-val checkpoint
+    test_acc_last: float  # at the last checkpoint (what LRA reported)
+    val_is_test: bool  # validation on the test set (Text as LRA ran it): the best-val choice is a choice on test
+    steps_per_s: float | None
+    peak_memory_mb: float | None
+    memory_method: str | None
+    n_params: int
+    step: int
+    skipped_steps: int
+    config_hash: str
+    git_commit: str
+    pretrain: dict | None = None  # the self-pretraining record (lra.run.pretrain); absent from the file without it
+
+    def record(self) -> dict:
+        record = asdict(self)
+        if record["pretrain"] is None:
+            del record["pretrain"]
+        return record
+
+    def write(self, run_dir: Path) -> Path:
+        return write_text(run_dir / "results.json", json.dumps(self.record(), indent=2, sort_keys=False) + "\n")
 
 
-def read_results(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+# The keys every results.json has.
+FIELDS = tuple(f.name for f in fields(Results) if f.default is MISSING)

@@ -9,12 +9,11 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from lra.errors import LRAError
+from lra.models.config import checked
 
-POSITIVE = (
-    "model.n_layers", "model.d_model", "model.n_heads", "task.batch_size", "task.max_len",
-    "trainer.max_steps", "checkpoint_every",
-)
-NON_NEGATIVE = ("model.d_ff",)  # d_ff = 0: blocks without a feed-forward branch (the S4 recipes)
+# The model's keys come from its schema (lra.models.config); the run's follow them.
+POSITIVE = (*checked("positive"), "task.batch_size", "task.max_len", "trainer.max_steps", "checkpoint_every")
+NON_NEGATIVE = checked("non_negative")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -28,7 +27,7 @@ def check_config(cfg: DictConfig) -> None:
             raise LRAError(f"{key}={value} must be an integer >= 0")
     if cfg.get("headline", "best") not in ("best", "last"):
         raise LRAError(f"headline={cfg.headline} is not a checkpoint; use best (validation) or last")
-    for key in ("model.dropout", "model.attn_dropout"):
+    for key in checked("fraction"):
         value = OmegaConf.select(cfg, key)
         if not isinstance(value, int | float) or not 0 <= value < 1:
             raise LRAError(f"{key}={value} must be in [0, 1)")

@@ -24,6 +24,7 @@ import torch
 from lra.errors import LRAError
 from lra.models.mixers.base import Mixer
 from lra.models.mixers.registry import register
+from lra.models.precision import no_autocast
 
 PATHS = ("auto", "rfft", "matmul", "fft")
 
@@ -116,11 +117,7 @@ def apply_path(x: torch.Tensor, path: str) -> torch.Tensor:
     """Run one path on real x [..., L, D] in the compute dtype, autocast off; returns x's dtype."""
     shape = x.shape
     flat = x.reshape(-1, *shape[-2:]).to(compute_dtype(x.dtype)).contiguous()
-    device_type = x.device.type
-    if torch.amp.is_autocast_available(device_type):
-        with torch.autocast(device_type, enabled=False):
-            y = KERNELS[path](flat)
-    else:
+    with no_autocast(flat):
         y = KERNELS[path](flat)
     return y.to(x.dtype).view(shape)
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from lra.models.mixers.base import Mixer
+from lra.models.precision import no_autocast
 
 
 class GatedSSMMixer(Mixer):
@@ -27,10 +28,6 @@ class GatedSSMMixer(Mixer):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x * mask[..., None].to(x.dtype)  # [B, L, D]: pads are zeros for both directions
-        device_type = x.device.type
-        if torch.amp.is_autocast_available(device_type):
-            with torch.autocast(device_type, enabled=False):  # torch.fft and the complex scan take no bf16
-                y = self.ssm(x)
-        else:
+        with no_autocast(x):  # torch.fft and the complex scan take no bf16
             y = self.ssm(x)
         return self.out(self.drop(self.act(y)))

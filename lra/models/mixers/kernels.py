@@ -11,6 +11,7 @@ import torch
 
 from lra.errors import LRAError
 from lra.models.mixers.base import HeadedMixer, attend_all_if_empty
+from lra.models.precision import no_autocast
 
 
 def real_rank(mask: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,7 @@ class KernelMixer(HeadedMixer):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = attend_all_if_empty(mask)
         q, k, v = self.heads(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with no_autocast(x):
             y = self.mix(q.float(), k.float(), v.float(), mask)
         return self.finish(y.to(q.dtype)).to(x.dtype)
 

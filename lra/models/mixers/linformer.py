@@ -64,8 +64,8 @@ class LinformerRelease(LinformerMixer):
 
     uses_mask = False
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, proj_len: int = 256, **base) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout, proj_len=proj_len, **base)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, **options) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **options)
         self.proj_len = RELEASE_RANK
         bound = math.sqrt(6.0 / (max_len + RELEASE_RANK))
         self.proj = nn.Parameter(torch.empty(RELEASE_RANK, max_len).uniform_(-bound, bound))

@@ -117,18 +117,8 @@ class LongformerRelease(LongformerAttention):
     sqrt(p / ((1 - p) L))); that is left out here to keep memory O(L * 1.5 window) instead of O(L^2).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        max_len: int,
-        dropout: float,
-        window: int = 512,
-        n_global: int = 1,
-        separate_global: bool = True,
-        **base,
-    ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout, window, 0, separate_global, **base)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, n_global: int = 1, **options) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, n_global=0, **options)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]

@@ -11,6 +11,7 @@ from lra.errors import LRAError
 from lra.models.mixers.base import HeadedMixer
 from lra.models.mixers.blocks import joint_softmax, neighbours, pad_dim, padded_length, real_tokens, to_blocks
 from lra.models.mixers.registry import register
+from lra.models.precision import no_autocast
 
 # Added to a token's score for itself: it then gets weight only when nothing else is valid (paper, section 2).
 SELF_PENALTY = 1e5
@@ -206,7 +207,7 @@ class ReformerRelease(HeadedMixer):
         step = math.lcm(self.pad_multiple, self.n_buckets)  # = 10: chunks must tile the padded length
         padded = length + step - length % step  # always at least one appended position, as released
         queries, values = (pad_dim(t, padded, dim=2) for t in self.heads(x))  # appended rows: zero (bias-free)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with no_autocast(x):
             y = self.attend(queries.float(), values.float())
         return self.finish(y.to(x.dtype), length)
 

@@ -128,18 +128,8 @@ class SinkhornRelease(SinkhornAttention):
     uses_mask = False
     flax_dense = ("sort_net",)  # the release's `logits` Dense, flax defaults
 
-    def __init__(
-        self,
-        d_model: int,
-        n_heads: int,
-        max_len: int,
-        dropout: float,
-        block_size: int = 50,
-        sinkhorn_iters: int = 5,
-        temperature: float = 0.75,
-        **base,
-    ) -> None:
-        super().__init__(d_model, n_heads, max_len, dropout, block_size, sinkhorn_iters, temperature, **base)
+    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, **options) -> None:
+        super().__init__(d_model, n_heads, max_len, dropout, **options)
         self.sort_net = nn.Linear(self.head_dim, RELEASE_SORT_OUTPUTS, bias=False)
 
     def permutation(self, kb: torch.Tensor) -> torch.Tensor:

@@ -172,20 +172,10 @@ class SparseRelease(SparseAttention):
         stride: int = 128,
         summary: int = 32,
         causal: bool = True,
-        global_first: bool = True,
-        **base,
+        **options,
     ) -> None:
         super().__init__(
-            d_model,
-            n_heads,
-            max_len,
-            dropout,
-            pattern="fixed",
-            stride=50,
-            summary=10,
-            causal=True,
-            global_first=global_first,
-            **base,
+            d_model, n_heads, max_len, dropout, pattern="fixed", stride=50, summary=10, causal=True, **options
         )
 
     def _summary_columns(self, stride: int, c: int, device: torch.device) -> slice | torch.Tensor:

@@ -11,6 +11,7 @@ from lra.errors import LRAError
 from lra.models.mixers.attention import key_padding_mask
 from lra.models.mixers.base import HeadedMixer, split_heads
 from lra.models.mixers.registry import register
+from lra.models.precision import no_autocast
 
 VARIANTS = ("dense", "random")
 
@@ -121,7 +122,7 @@ class SynthesizerRelease(HeadedMixer):
         if n > self.max_len:
             raise LRAError(f"synthesizer got {n} tokens but was built for max_len={self.max_len}; raise task.max_len")
         q, k, v = self.heads(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with no_autocast(x):
             logits = (q.float() * self.head_dim**-0.5) @ k.float().transpose(-1, -2)  # [B, H, L, L]
             logits = logits + self.random[:, :n, :n].float()
             allowed = mask[:, None, :, None] & mask[:, None, None, :]
