@@ -40,17 +40,62 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
+def validates_after_this_step(trainer: pl.Trainer) -> bool:
+    """Whether Lightning runs validation right after the current training step (asked at its on_train_batch_end):
+    the same decision its loop takes, from the same state."""
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose state survives the run directory being moved or copied, and which replaces a file
+    of the same name (a step redone after a resume) instead of writing `-v1` copies beside it.
+
+    Lightning drops the best-checkpoint state of a checkpoint written under another directory (best_model_score
+    None: the run then cannot say its best score); the paths are relocated into this directory instead."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(enable_version_counter=False, **kwargs)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            def moved(path):
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state_dict:
+                    state_dict[key] = moved(state_dict[key])
+            if "best_k_models" in state_dict:
+                state_dict["best_k_models"] = {moved(k): v for k, v in state_dict["best_k_models"].items()}
+        super().load_state_dict(state_dict)
+
+
+class PeriodicCheckpoint(RunCheckpoint):
+    """step<N>.ckpt every `every` training steps, the newest two kept: the resume points.
+
+    At a step that validation follows, the save waits for the end of that validation: Lightning resumes a
+    checkpoint of step N as "validation N done", so one taken before it would drop validation N from the run."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
+        if due and validates_after_this_step(trainer):
+            self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves it
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
 def checkpoint_callbacks(directory: Path, every: int) -> tuple[ModelCheckpoint, ModelCheckpoint]:
     """The best-validation checkpoint, and the two newest periodic ones (the resume points)."""
-    best = ModelCheckpoint(
+    best = RunCheckpoint(
         dirpath=directory, filename="best-step{step}", auto_insert_metric_name=False, monitor="val/acc", mode="max"
     )
     return best, periodic_checkpoint(directory, every)
 
 
 def periodic_checkpoint(directory: Path, every: int) -> ModelCheckpoint:
-    """step<N>.ckpt every `every` training steps, the newest two kept: the resume points."""
-    return ModelCheckpoint(
+    return PeriodicCheckpoint(
         dirpath=directory, filename=PERIODIC, auto_insert_metric_name=False, every_n_train_steps=every,
         monitor="step", mode="max", save_top_k=2,
     )
@@ -159,6 +204,8 @@ class RunState(pl.Callback):
         self.fingerprint = fingerprint
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        for logger in trainer.loggers:  # the log on disk reaches the checkpoint: a resume continues it whole
+            logger.save()
         checkpoint["lra"] = {
             "format": FORMAT,
             "fingerprint": self.fingerprint,

@@ -18,12 +18,20 @@ from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.run.callbacks import Throughput
 from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
-from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, requeued, resume_path
+from lra.run.checkpoints import (
+    LAST,
+    AtomicCheckpointIO,
+    RunState,
+    checkpoint_callbacks,
+    requeued,
+    resume_path,
+)
 from lra.run.guards import NonFiniteGuard
 from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
 from lra.run.preemption import Preemption
 from lra.run.pretrain import Pretrained, self_pretrain
 from lra.run.results import config_hash, git_commit, resume_fingerprint, write_results
+from lra.run.rundir import claimed, finished_results, record_config
 from lra.run.task import LRATask
 from lra.run.validate import check_config, check_dataset_size
 
@@ -73,7 +81,14 @@ def run(cfg: DictConfig) -> float:
     output_dir = Path(cfg.output_dir).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        return with_restarts(cfg, output_dir)
+        with claimed(output_dir):
+            if (done := finished_results(cfg, output_dir, resuming(cfg))) is not None:
+                print(f"{output_dir} finished at step {done['step']} before: nothing to do (its files are unchanged; "
+                      "raise trainer.max_steps to train further)")
+                report(done, output_dir / "results.json", None)
+                return done["best_val_acc"]
+            record_config(cfg, output_dir)
+            return with_restarts(cfg, output_dir)
     except OSError as err:
         if err.errno in DISK_ERRORS:
             where = err.filename or output_dir
@@ -83,13 +98,16 @@ def run(cfg: DictConfig) -> float:
         raise
 
 
+def resuming(cfg: DictConfig) -> bool:
+    return cfg.resume == "auto" or cfg.ckpt_path is not None or requeued()
+
+
 def with_restarts(cfg: DictConfig, output_dir: Path) -> float:
     """Train; a run stuck at chance under on_chance=restart trains again in the same directory with the next seed."""
     first_seed = int(cfg.seed)
-    resuming = cfg.resume == "auto" or cfg.ckpt_path is not None or requeued()
-    seed, restarts = attempt(output_dir, first_seed, resuming)
+    seed, restarts = attempt(output_dir, first_seed, resuming(cfg))
     # pretrain=mlm: once, with the first seed; a restart fine-tunes the same pretrained encoder with the next seed.
-    pretrained = self_pretrain(cfg, output_dir, resuming, build_datamodule)
+    pretrained = self_pretrain(cfg, output_dir, resuming(cfg), build_datamodule)
     while True:
         this = copy.deepcopy(cfg)
         this.seed = seed
