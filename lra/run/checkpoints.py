@@ -10,6 +10,8 @@ import os
 import pickle
 import random
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,8 @@ def readable(path: Path) -> str | None:
     """None if `path` loads as one of our checkpoints, else why not (truncated, corrupt, not a checkpoint).
 
     Raises RefusedCheckpoint for a file that is not plain data or predates FORMAT: never skipped silently."""
+    if (damage := corrupt_member(path)) is not None:
+        return damage
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle means the file is unusable
@@ -144,6 +148,27 @@ def readable(path: Path) -> str | None:
             "start a new run directory (hydra.run.dir=<new dir>) without ckpt_path/resume"
         )
     return None
+
+
+def corrupt_member(path: Path) -> str | None:
+    """Why the checkpoint's zip archive fails its CRC check, if it does. torch.load never checks the CRCs, so a
+    file damaged in place (same size: a bad disk block, a partial copy over an old file) would load as other
+    weights; None for an intact archive or a file that is not a zip (torch.load then says what it is)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile:
+        return None
+    except (zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as err:
+        return f"damaged zip archive ({err})"
+    return None if bad is None else f"CRC check failed for {bad}: the file was damaged after it was written"
+
+
+def verified(path: str | os.PathLike) -> str:
+    """`path`, after its CRC check: a checkpoint damaged on disk is one line, never other weights loaded."""
+    if (damage := corrupt_member(Path(path))) is not None:
+        raise LRAError(f"checkpoint {path} is damaged ({damage}); resume from an earlier one (ckpt_path=<file>)")
+    return str(path)
 
 
 def newest_checkpoint(directory: Path) -> Path | None:

@@ -25,6 +25,7 @@ from lra.run.checkpoints import (
     checkpoint_callbacks,
     requeued,
     resume_path,
+    verified,
 )
 from lra.run.guards import NonFiniteGuard
 from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
@@ -58,7 +59,7 @@ def evaluate(trainer: pl.Trainer, task: LRATask, datamodule, best: ModelCheckpoi
 
     # weights_only=True: checkpoints are data; a crafted one is refused, never run (lra.run.checkpoints).
     def test(ckpt: str | None) -> float:
-        metrics = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+        metrics = trainer.test(task, datamodule=datamodule, ckpt_path=verified(ckpt), verbose=False, weights_only=True)
         return float(metrics[0]["test/acc"])
 
     test_last = test(last)
