@@ -107,3 +107,28 @@ def test_a_run_interrupted_at_a_validation_boundary_resumes_to_the_same_end(stra
     assert got_results == results
     for name, tensor in weights.items():
         assert torch.equal(got_weights[name], tensor), name
+
+
+def test_sigusr1_under_slurm_without_scontrol_saves_and_says_how_to_resume(listops_data, tmp_path, monkeypatch):
+    """Containers often run SLURM jobs with no scontrol on PATH: the requeue fails, the run still stops cleanly."""
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    original = LRATask.training_step
+
+    def step(self, batch, batch_idx):
+        if self.global_step == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(LRATask, "training_step", step)
+    out = tmp_path / "run"
+    with pytest.raises(Preempted) as caught:
+        run(compose_train([*tiny_run_overrides(listops_data, out, steps=20), "trainer.val_check_interval=10"]))
+    last = out / "checkpoints" / "last.ckpt"
+    assert str(caught.value) == (
+        f"stopped by SIGUSR1 at step 3: checkpoint {last}; could not requeue SLURM job 4242 (scontrol: No such file "
+        f"or directory); resume with the same command plus hydra.run.dir={out} resume=auto"
+    )
+    assert caught.value.signum == signal.SIGUSR1
+    assert torch.load(last, weights_only=True)["global_step"] == 3
