@@ -182,8 +182,12 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return None
 
 
-def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> str | None:
-    """What fit resumes from: an explicit file, `last` (must exist), or `resume=auto` (if any exists).
+def resume_path(
+    ckpt_path: str | None, resume: str | None, directory: Path, fingerprint: str | None = None
+) -> str | None:
+    """What fit resumes from: an explicit file, `last` (must exist), or `resume=auto` (if any exists); with
+    `fingerprint`, only a checkpoint of this configuration (checked here, before Lightning loads its weights into a
+    model of another shape: a state_dict traceback).
 
     Unset, a run directory that already holds checkpoints is an error (never a silent continuation or overwrite),
     except in a job SLURM requeued, which continues where it stopped."""
@@ -193,6 +197,7 @@ def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> s
         problem = readable(Path(ckpt_path))
         if problem is not None:
             raise LRAError(f"ckpt_path={ckpt_path} cannot be loaded ({problem})")
+        check_fingerprint(Path(ckpt_path), fingerprint)
         return ckpt_path
     found = newest_checkpoint(directory) if directory.is_dir() else None
     if ckpt_path == "last" and found is None:
@@ -209,8 +214,24 @@ def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> s
                 "or choose a new hydra.run.dir"
             )
         print(f"SLURM requeued this job (SLURM_RESTART_COUNT={os.environ['SLURM_RESTART_COUNT']}): ", end="")
+    check_fingerprint(found, fingerprint)
     print(f"resuming from {found}")
     return str(found)
+
+
+def different_configuration(stored: str, this: str) -> LRAError:
+    return LRAError(
+        f"the checkpoint was written by a different configuration (fingerprint {stored}, this run {this}); "
+        "resume with the original overrides or use a new run directory"
+    )
+
+
+def check_fingerprint(path: Path, fingerprint: str | None) -> None:
+    if fingerprint is None:
+        return
+    stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["lra"]["fingerprint"]
+    if stored != fingerprint:
+        raise different_configuration(stored, fingerprint)
 
 
 def requeued() -> bool:
@@ -247,10 +268,7 @@ class RunState(pl.Callback):
                 f"the checkpoint has no lra.format={FORMAT} (written before this version); start a new run directory"
             )
         if state["fingerprint"] != self.fingerprint:
-            raise LRAError(
-                f"the checkpoint was written by a different configuration (fingerprint {state['fingerprint']}, "
-                f"this run {self.fingerprint}); resume with the original overrides or use a new run directory"
-            )
+            raise different_configuration(state["fingerprint"], self.fingerprint)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

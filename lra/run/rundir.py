@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from lra.atomic import atomic_directory
 from lra.errors import LRAError
 from lra.lock import exclusive_or_refuse
+from lra.run.checkpoints import different_configuration
 from lra.run.results import read_results, resume_fingerprint
 
 LOCK = ".lock"  # in the run directory: held by the live process that trains it
@@ -84,10 +85,7 @@ def finished_results(cfg: DictConfig, run_dir: Path, resuming: bool) -> dict | N
         ) from None
     this = resume_fingerprint(OmegaConf.merge(cfg, {"seed": seed}))
     if stored != this:
-        raise LRAError(
-            f"the checkpoint was written by a different configuration (fingerprint {stored}, this run {this}); "
-            "resume with the original overrides or use a new run directory"
-        )
+        raise different_configuration(stored, this)
     return results
 
 

@@ -131,6 +131,8 @@ def fit_and_test(
     has restarts left."""
     pl.seed_everything(cfg.seed, workers=True)
     checkpoints = output_dir / "checkpoints"
+    # A refused resume (another configuration) stops before any data is read or model built.
+    ckpt_path = resume_path(cfg.ckpt_path, cfg.resume, checkpoints, resume_fingerprint(cfg))
     # First: a bad model option stops before any data is read. Self-pretrained: that encoder, a fresh head.
     model = build_model(cfg.model, cfg.task, mask_token=pretrained is not None)
     if pretrained is not None:
@@ -145,7 +147,6 @@ def fit_and_test(
         model, n_classes=cfg.task.n_classes, total_steps=cfg.trainer.max_steps,
         **OmegaConf.to_container(cfg.optim, resolve=True),
     )
-    ckpt_path = resume_path(cfg.ckpt_path, cfg.resume, checkpoints)
     loggers = build_loggers(cfg.get("logger"), output_dir)
     best, periodic = checkpoint_callbacks(checkpoints, cfg.checkpoint_every)
     throughput = Throughput()
