@@ -152,9 +152,15 @@ class LRADataModule(pl.LightningDataModule):
             for split in SPLITS:
                 if (root / split / "complete").exists():
                     continue  # built by the job that held the lock before us
-                with atomic_directory(root / split) as tmp:
-                    self.write_split(split, tmp)
-                    (tmp / "complete").touch()
+                try:
+                    with atomic_directory(root / split) as tmp:
+                        self.write_split(split, tmp)
+                        (tmp / "complete").touch()
+                except OSError as err:  # numpy's write errors may carry no errno or file name: say where
+                    raise LRAError(
+                        f"cannot write the token cache at {root / split}: {err.strerror or err}; free space there "
+                        "or set task.cache_dir to a directory with room"
+                    ) from err
                 if not (root / split / "complete").exists():
                     raise LRAError(f"{root / split} is an incomplete token cache (no 'complete' file); delete it")
 

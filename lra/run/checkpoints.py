@@ -38,8 +38,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Through a Python file: a full disk or a refused write is then an OSError with its errno (torch.save to a
+        # path raises a RuntimeError naming neither), given the checkpoint's name for the one-line report.
         with atomic_file(path) as tmp:
-            torch.save(checkpoint, tmp)
+            try:
+                with open(tmp, "wb") as file:
+                    torch.save(checkpoint, file)
+            except OSError as err:
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from err
 
 
 def validates_after_this_step(trainer: pl.Trainer) -> bool:
