@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 from lra.atomic import atomic_directory
 from lra.errors import LRAError
 from lra.lock import exclusive_or_refuse
-from lra.run.checkpoints import different_configuration
 from lra.run.results import read_results, resume_fingerprint
 
 LOCK = ".lock"  # in the run directory: held by the live process that trains it
@@ -62,8 +61,9 @@ def record_config(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def finished_results(cfg: DictConfig, run_dir: Path, resuming: bool) -> dict | None:
-    """The results of a run that already reached `trainer.max_steps` when this start resumes it (a sweep submitted
-    again): the start then has nothing to do and changes nothing. None when there is training left."""
+    """The results of a run that already reached `trainer.max_steps` when this start resumes it with the same
+    configuration (a sweep submitted again): the start then has nothing to do and changes nothing. None when there
+    is training left, or the configuration differs (refused where the checkpoints are read: lra.run.checkpoints)."""
     path = run_dir / "results.json"
     if not resuming or not path.is_file():
         return None
@@ -78,15 +78,10 @@ def finished_results(cfg: DictConfig, run_dir: Path, resuming: bool) -> dict | N
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
         stored = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["lra"]["fingerprint"]
-    except Exception as err:  # noqa: BLE001 - any failure: this start cannot vouch for the results
-        raise LRAError(
-            f"{path} says the run finished, but {last} is unreadable ({type(err).__name__}); "
-            "move results.json aside to resume from the newest checkpoint"
-        ) from None
-    this = resume_fingerprint(OmegaConf.merge(cfg, {"seed": seed}))
-    if stored != this:
-        raise different_configuration(stored, this)
-    return results
+    except Exception:  # noqa: BLE001 - unreadable: the resume path passes over it to the newest good checkpoint
+        return None
+    # Another configuration: not this run's results; the resume path refuses it with the stage's own message.
+    return results if stored == resume_fingerprint(OmegaConf.merge(cfg, {"seed": seed})) else None
 
 
 # A path of only these characters means the same to the shell and to Hydra's override parser, unquoted.
