@@ -1,4 +1,4 @@
-"""One process at a time: an advisory lock between the jobs that share a data directory.
+"""One process at a time: an advisory lock between the jobs that share a data directory (or one run directory).
 
 Several jobs that start on a fresh cache at once (a SLURM array, the joblib launcher, every DDP rank) would each do
 the same preparation; holding this lock, one does it and the others wait, then find it done. The lock only saves
@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from lra.errors import LRAError
 
 # flock(2) errors that mean "this file system does not lock", not "someone holds it".
 NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
@@ -38,3 +40,21 @@ def exclusive(path: str | os.PathLike, waiting: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextmanager
+def exclusive_or_refuse(path: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` for the block, or raise LRAError(`busy`) at once if another live
+    process holds it (the kernel drops a dead holder's lock, so a crash never leaves it taken)."""
+    fd = os.open(Path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LRAError(busy) from None
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                raise
+        yield
+    finally:
+        os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 import sys
 import types
@@ -228,6 +229,37 @@ def test_malformed_results_are_skipped_with_one_line_each(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: malformed ") and "results.json" in err[0]
     assert not strict_out.exists()
+
+
+def test_hostile_records_are_skipped_or_shown_as_text(tmp_path, capsys):
+    """Huge numbers, a 5 MB name and a name made of table syntax and HTML: skipped with a line, or escaped so the
+    tables keep their shape (every row has its header's cells) and no tag reaches the page."""
+    runs = tmp_path / "runs"
+    write_result(runs, "good")
+    write_result(runs, "markup", model="<img src=x onerror=alert(1)>|evil| \\ `x` [a](b) $x^2")
+    skipped = {
+        "huge-int": dict(n_params=10**400),
+        "huge-speed": dict(steps_per_s=1e308),
+        "huge-name": dict(model="m" * 5_000_000),
+        "two-lines": dict(model="fnet |\n| injected | row |"),
+    }
+    for name, fields in skipped.items():
+        write_result(runs, name, **fields)
+    out = tmp_path / "board"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert sorted(line.split(": ", 1)[0] for line in err) == sorted(
+        f"skipped {runs / name / 'results.json'}" for name in skipped)
+    assert max(len(line) for line in err) < 400
+    text = (out / "leaderboard.md").read_text()
+    assert "<img" not in text
+    assert not [line for line in text.splitlines() if "injected" in line and "skipped" not in line]
+    assert r"&lt;img src=x onerror=alert(1)&gt;\|evil\| \\ \`x\` \[a\](b) $x^2" in text
+    for block in text.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        cells = {len(re.sub(r"\\.", "", row).split("|")) for row in rows}
+        assert len(cells) <= 1, block[:300]
+    assert_png(out / "leaderboard.png")
 
 
 def test_nothing_to_read_is_one_line(tmp_path, capsys, monkeypatch):

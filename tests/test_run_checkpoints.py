@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lra.errors import LRAError
-from lra.run.checkpoints import FORMAT, numpy_state, readable, set_numpy_state
+from lra.run.checkpoints import FORMAT, newest_checkpoint, numpy_state, readable, set_numpy_state, verified
 from lra.run.config import compose_train
 from lra.run.train import run
 from tests.helpers import tiny_run_overrides
@@ -93,3 +93,24 @@ def test_run_checkpoints_load_weights_only_and_restore_numpy(listops_data, tmp_p
 def _save(path: Path, obj) -> Path:
     torch.save(obj, path)
     return path
+
+
+def test_a_checkpoint_damaged_in_place_at_the_same_size_is_caught(tmp_path, capsys):
+    """torch.load never checks the zip CRCs: a flipped byte in a tensor would load as other weights."""
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    weights = {"w": torch.arange(256, dtype=torch.float32)}
+    older, newer = directory / "step2.ckpt", directory / "last.ckpt"
+    for path in (older, newer):
+        torch.save({"state_dict": weights, "global_step": 2, "lra": {"format": FORMAT}}, path)
+    data = bytearray(newer.read_bytes())
+    offset = bytes(data).index(torch.arange(256, dtype=torch.float32).numpy().tobytes()) + 400
+    data[offset] ^= 0xFF
+    newer.write_bytes(bytes(data))
+    os.utime(older, ns=(1, 1))  # the damaged one is the newest
+    assert torch.load(newer, weights_only=True)["state_dict"]["w"][100] != 100  # loads silently, other weights
+    assert readable(newer).startswith("CRC check failed for ")
+    assert newest_checkpoint(directory) == older
+    assert f"warning: checkpoint {newer} is unreadable (CRC check failed" in capsys.readouterr().err
+    with pytest.raises(LRAError, match=rf"^checkpoint {newer} is damaged \(CRC check failed"):
+        verified(newer)

@@ -75,3 +75,39 @@ def test_max_len_smaller_than_the_data(listops_data, tmp_path):
     cfg = compose_train([*tiny_run_overrides(listops_data, tmp_path / "out"), "task.max_len=4"])
     with pytest.raises(LRAError, match=r"basic_train.tsv:\d+: \d+ tokens exceed task.max_len=4; raise task.max_len"):
         run(cfg)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.lr=-0.001", "optim.lr=-0.001 must be a positive number"),
+    ("optim.ssm_lr=0", "optim.ssm_lr=0 must be a positive number"),
+    ("optim.schedule=cosin", "optim.schedule=cosin is not a schedule; choose one of: rsqrt, cosine, "),
+    ("trainer.precision=15-mixed", "trainer.precision=15-mixed is not a precision; choose one of: 64-true, "),
+])
+def test_optimiser_and_precision_errors_come_before_the_data(tmp_path, override, message):
+    """The data directory does not exist: an error after data preparation would name it instead."""
+    cfg = compose_train([*tiny_run_overrides(tmp_path / "no-data", tmp_path / "run"), override])
+    with pytest.raises(LRAError) as caught:
+        run(cfg)
+    assert str(caught.value).startswith(message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_written_for_other_models_is_refused_unless_declared_custom(tmp_path):
+    base = [*tiny_run_overrides(tmp_path / "no-data", tmp_path / "run"), "experiment=s4/listops"]
+    with pytest.raises(LRAError) as caught:
+        run(compose_train([*base, "model=transformer"]))
+    assert str(caught.value) == (
+        "recipe s4/listops was written for model=s4d|lru, not model=transformer; pass recipe=custom to run it "
+        "anyway (recorded as custom), or use a recipe for all models (experiment=lra/...)"
+    )
+    from lra.run.validate import check_config
+
+    check_config(compose_train([*base, "model=transformer", "recipe=custom"]))
+    check_config(compose_train([*base, "model=lru"]))
+
+
+def test_resuming_with_another_model_shape_is_the_fingerprint_refusal(listops_data, tmp_path):
+    out = tmp_path / "run"
+    run(compose_train(tiny_run_overrides(listops_data, out)))
+    with pytest.raises(LRAError, match=r"^the checkpoint was written by a different configuration \(fingerprint "):
+        run(compose_train([*tiny_run_overrides(listops_data, out, steps=6), "model.d_model=48", "resume=auto"]))

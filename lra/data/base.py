@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from contextlib import ExitStack
+import os
+import re
+import shutil
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,8 @@ SPLITS = ("train", "val", "test")
 CACHE_VERSION = 1
 # In each cache folder: the lock that lets one job at a time build it (lra.lock).
 LOCK = ".lock"
+# A split's temporary folder while it is built (lra.atomic.temporary_name): `.<split>.tmp-<pid>-<random>`.
+TEMPORARY = re.compile(r"^\.(?:train|val|test)\.tmp-(\d+)-[0-9a-f]+$")
 
 
 def pad_to_length(sequences: Sequence[np.ndarray], max_len: int, dtype: np.dtype, pad_id: int = 0) -> np.ndarray:
@@ -62,6 +69,75 @@ class ArrayDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, np.ndarray]:
         order = np.asarray(indices)
         return {key: array[order] for key, array in self.arrays.items()}
+
+
+def write_manifest(folder: Path) -> None:
+    """The `complete` marker, listing each array file's size: a cache damaged later (truncated, deleted) is named."""
+    sizes = {p.name: p.stat().st_size for p in sorted(folder.glob("*.npy"))}
+    (folder / "complete").write_text(json.dumps(sizes), encoding="utf-8")
+
+
+def load_split(folder: Path, root: Path) -> dict[str, np.ndarray]:
+    """The split's arrays, memory-mapped; a damaged cache is one line saying to delete it (the next run rebuilds)."""
+    fix = f"delete {root} and run again to rebuild it"
+    text = (folder / "complete").read_text(encoding="utf-8").strip()
+    expected = json.loads(text) if text else {}  # an empty marker: a cache from before the manifest
+    for name, size in expected.items():
+        path = folder / name
+        if not path.is_file():
+            raise LRAError(f"the token cache {folder} is damaged ({name} is missing); {fix}")
+        if path.stat().st_size != size:
+            raise LRAError(
+                f"the token cache {folder} is damaged ({name} has {path.stat().st_size} bytes, {size} written); {fix}"
+            )
+    try:
+        arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
+    except (OSError, ValueError) as err:
+        raise LRAError(f"the token cache {folder} is damaged ({err}); {fix}") from err
+    missing = {"input_ids", "length", "label"} - set(arrays)
+    if missing:
+        raise LRAError(f"the token cache {folder} is damaged (no {', '.join(sorted(missing))} array); {fix}")
+    return arrays
+
+
+def remove_dead_temporaries(root: Path) -> None:
+    """Remove what a killed build left (its split's temporary folder): called under the cache's lock, so no live
+    build of this cache writes here but ours; a temporary of a live process of this machine is kept all the same."""
+    for path in root.iterdir():
+        match = TEMPORARY.match(path.name)
+        if match is None or process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def interrupts_raise(what: str) -> Iterator[None]:
+    """SIGTERM while `what` runs: an LRAError line (its temporaries removed on the way out) instead of a silent
+    exit. Only the main thread can set handlers; elsewhere the signal keeps its handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame) -> None:
+        raise LRAError(
+            f"stopped by {signal.Signals(signum).name} while {what}; nothing partial was kept: run again to finish it"
+        )
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def to_batch(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -129,7 +205,8 @@ class LRADataModule(pl.LightningDataModule):
 
     # --- caching -------------------------------------------------------------------------------------------
     def cache_key(self) -> str:
-        stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in self.source_files()]
+        # Resolved: `data/x`, `./data/x` and `/abs/data/x` are one source and share one cache.
+        stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in self.source_files()]
         blob = json.dumps([CACHE_VERSION, type(self).__name__, self.settings(), stamp], sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -149,12 +226,19 @@ class LRADataModule(pl.LightningDataModule):
                 held.enter_context(exclusive(root / LOCK, f"waiting for another job to build the token cache {root}"))
             except OSError as err:
                 raise LRAError(f"cannot write the token cache at {root}: {err.strerror}; set task.cache_dir") from err
+            remove_dead_temporaries(root)
             for split in SPLITS:
                 if (root / split / "complete").exists():
                     continue  # built by the job that held the lock before us
-                with atomic_directory(root / split) as tmp:
-                    self.write_split(split, tmp)
-                    (tmp / "complete").touch()
+                try:
+                    with interrupts_raise(f"building the token cache {root}"), atomic_directory(root / split) as tmp:
+                        self.write_split(split, tmp)
+                        write_manifest(tmp)
+                except OSError as err:  # numpy's write errors may carry no errno or file name: say where
+                    raise LRAError(
+                        f"cannot write the token cache at {root / split}: {err.strerror or err}; free space there "
+                        "or set task.cache_dir to a directory with room"
+                    ) from err
                 if not (root / split / "complete").exists():
                     raise LRAError(f"{root / split} is an incomplete token cache (no 'complete' file); delete it")
 
@@ -169,8 +253,7 @@ class LRADataModule(pl.LightningDataModule):
             folder = root / split
             if not (folder / "complete").exists():
                 raise LRAError(f"no token cache at {folder}: call prepare_data() first")
-            arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(folder.glob("*.npy"))}
-            self.datasets[split] = ArrayDataset(arrays)
+            self.datasets[split] = ArrayDataset(load_split(folder, root))
 
     # --- loaders -------------------------------------------------------------------------------------------
     def loader(self, split: str, sampler: EpochShuffle | None = None) -> DataLoader:

@@ -25,6 +25,11 @@ CHECKPOINTS = ("best", "last")
 # The model's label for a self-pretrained run (results.json has a `pretrain` record: lra.run.pretrain), so that it
 # is its own row beside the same model trained from scratch.
 PRETRAINED = "{model} +SPT"
+# A name is at most this long, on one line: a record cannot blow up the tables or the time it takes to lay them out.
+NAME_LIMIT = 200
+# Upper bounds no real run reaches (a petabyte, a billion steps/s, ten trillion parameters): a bigger value is a
+# damaged or hand-made record, and would overflow the averages and the plot's log axis.
+LIMITS = {"steps_per_s": 1e9, "peak_memory_mb": 1e9, "n_params": 1e13}
 
 
 @dataclass(frozen=True)
@@ -67,11 +72,34 @@ class Run:
         return self.task, self.model, self.config_hash, self.seed, self.best_val_acc, self.test_acc
 
 
+def shown(value, limit: int = 60) -> str:
+    """A record's value in a skip line, cut short: a 5 MB string or a 400-digit integer is not echoed."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _name(value, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} is {shown(value)}, not a name")
+    if len(value) > NAME_LIMIT or not value.isprintable():
+        raise ValueError(f"{key} is {shown(value)}, not a name (one line of at most {NAME_LIMIT} printable characters)")
+    return value
+
+
 def _number(value, key: str, low: float | None = None, high: float | None = None, optional: bool = False):
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{key} is {value!r}, not a number")
+    high = LIMITS.get(key, high)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} is {shown(value)}, not a number")
+    if isinstance(value, int) and abs(value) > 2**63:  # beyond float range for 10**400: math.isfinite overflows
+        raise ValueError(f"{key} is {shown(value)}, outside [{low}, {high}]")
+    if not math.isfinite(value):
+        raise ValueError(f"{key} is {shown(value)}, not a number")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{key}={value} is outside [{low}, {high}]")
     return value
@@ -85,21 +113,21 @@ def parse_run(data, source: str) -> Run:
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     for key in ("task", "model", "config_hash"):
-        if not isinstance(data[key], str) or not data[key]:
-            raise ValueError(f"{key} is {data[key]!r}, not a name")
-    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
-        raise ValueError(f"seed is {data['seed']!r}, not an integer")
-    recipe = data.get("recipe", "custom")
-    if not isinstance(recipe, str) or not recipe:
-        raise ValueError(f"recipe is {recipe!r}, not a name")
+        _name(data[key], key)
+    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int) or abs(data["seed"]) > 2**63:
+        raise ValueError(f"seed is {shown(data['seed'])}, not an integer")
+    recipe = _name(data.get("recipe", "custom"), "recipe")
+    impl = _name(str(data.get("impl", "paper")), "impl")
     checkpoint = data.get("headline") or recipe_checkpoint(recipe)
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"headline is {checkpoint!r}, not one of {', '.join(CHECKPOINTS)}")
+    if not isinstance(checkpoint, str) or checkpoint not in CHECKPOINTS:
+        raise ValueError(f"headline is {shown(checkpoint)}, not one of {', '.join(CHECKPOINTS)}")
     stuck, restarts = data.get("stuck_at_chance"), data.get("restarts")
     if stuck is not None and not isinstance(stuck, bool):
-        raise ValueError(f"stuck_at_chance is {stuck!r}, not true or false")
-    if restarts is not None and (isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0):
-        raise ValueError(f"restarts is {restarts!r}, not a non-negative integer")
+        raise ValueError(f"stuck_at_chance is {shown(stuck)}, not true or false")
+    if restarts is not None and (
+        isinstance(restarts, bool) or not isinstance(restarts, int) or not 0 <= restarts < 2**31
+    ):
+        raise ValueError(f"restarts is {shown(restarts)}, not a non-negative integer")
     return Run(
         task=data["task"],
         model=PRETRAINED.format(model=data["model"]) if data.get("pretrain") else data["model"],
@@ -112,7 +140,7 @@ def parse_run(data, source: str) -> Run:
         peak_memory_mb=_number(data.get("peak_memory_mb"), "peak_memory_mb", 0.0, optional=True),
         n_params=_number(data.get("n_params"), "n_params", 0, optional=True),
         source=source,
-        impl=str(data.get("impl", "paper")),
+        impl=impl,
         val_is_test=bool(data.get("val_is_test", False)),
         stuck_at_chance=bool(stuck),
         restarts=restarts or 0,

@@ -23,6 +23,11 @@ class Point:
     memory: float | None  # peak MB
 
 
+def plain(text: str) -> str:
+    """A record's name drawn as itself: `$` would start matplotlib's math mode (an unbalanced one fails the plot)."""
+    return text.replace("$", r"\$")
+
+
 def panels(entries: list[Entry]) -> list[tuple[str, list[Point]]]:
     """One panel per task, then the 5-task average against Text steps/s (the LRA paper's figure used Text speed).
     With several recipes, each model's point is labelled `model [recipe]`."""
@@ -104,14 +109,15 @@ def plot(entries: list[Entry], path: Path) -> None:
             size = 40 + 400 * (p.memory or 0.0) / largest
             face = "none" if p.memory is None else [colour[p.model]]
             ax.scatter(p.speed, p.accuracy, s=size, alpha=0.6, facecolors=face, edgecolors="k", linewidths=0.8)
-            ax.annotate(p.model, (p.speed, p.accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            ax.annotate(plain(p.model), (p.speed, p.accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
         if shown:
             ax.margins(x=0.2, y=0.15)
             speed_axis(ax)
         missing = sorted(p.model for p in points if not p.speed)
         if missing:
-            ax.text(0.01, 0.01, "no steps/s: " + ", ".join(missing), transform=ax.transAxes, fontsize=7, va="bottom")
-        ax.set_title(title)
+            note = "no steps/s: " + plain(", ".join(missing))
+            ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, va="bottom")
+        ax.set_title(plain(title))
         ax.set_xlabel("training steps/s")
         ax.set_ylabel("test accuracy %")
         ax.grid(alpha=0.3)

@@ -24,6 +24,17 @@ HEADLINE = (
 )
 
 
+# Characters that would let a record's text change a table's structure (a cell, a row, an HTML tag, a code span or
+# link swallowing a separator): escaped to show as text. (`_` is left: GFM never emphasises inside a word.)
+MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*[]|"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"})
+
+
+def md(text) -> str:
+    """A record's text (model, task, recipe, config, a path) as literal markdown on one line: no cell, row, link,
+    emphasis or HTML tag can come from it."""
+    return " ".join(str(text).split()).translate(MARKDOWN)
+
+
 def fmt(value: float | None, digits: int = 2, sign: bool = False, dash: str = "–") -> str:
     if value is None:
         return dash
@@ -60,7 +71,7 @@ def summary_table(entries: list[Entry], family: str) -> list[str]:
         by_task = cells[model]
         ours_avg = average5(by_task)
         rows.append(
-            [f"**{model}**"]
+            [f"**{md(model)}**"]
             + [accuracy_text(by_task[t]) if t in by_task else "–" for t in tasks]
             + [fmt(ours_avg), accuracy_text(by_task["pathx"]) if "pathx" in by_task else "–"]
         )
@@ -82,7 +93,7 @@ def summary_table(entries: list[Entry], family: str) -> list[str]:
                 beside("pathx", by_task["pathx"].percent("headline")[0] if "pathx" in by_task else None),
             ]
         )
-    header = ["model", *(TASK_LABELS.get(t, t) for t in tasks), "Avg (5)", "Path-X"]
+    header = ["model", *(TASK_LABELS.get(t, md(t)) for t in tasks), "Avg (5)", "Path-X"]
     return table(header, rows)
 
 
@@ -92,8 +103,8 @@ def detail_table(entries: list[Entry]) -> list[str]:
         published = e.published()
         pub_text = published.text(e.task) if published else ""
         rows.append([
-            e.recipe, TASK_LABELS.get(e.task, e.task), e.model,
-            e.config_hash + (" †" if e.selected and e.n_configs > 1 else ""),
+            md(e.recipe), TASK_LABELS.get(e.task, md(e.task)), md(e.model),
+            md(e.config_hash) + (" †" if e.selected and e.n_configs > 1 else ""),
             len(e.runs), ",".join(map(str, e.seeds)), accuracy_text(e).rsplit(" (", 1)[0], e.checkpoint,
             fmt(e.percent("test_acc")[0]), fmt(e.percent("best_val_acc")[0]), fmt(e.percent("test_acc_last")[0]),
             pub_text or "–",
@@ -157,15 +168,15 @@ def render_markdown(entries: list[Entry], notes: list[str], sources: list[str], 
     n_runs = sum(len(e.runs) for e in entries)
     lines = [
         "# LRA leaderboard" + (f": recipe {only}" if only else ""), "", HEADLINE, "",
-        f"{n_runs} runs in {len(entries)} configurations, from {', '.join(sources) or 'nowhere'}.", "",
+        f"{n_runs} runs in {len(entries)} configurations, from {md(', '.join(sources)) or 'nowhere'}.", "",
     ]
     for family in families(entries):
         about = RECIPES.get(family, "no published table" if family != "custom" else "no experiment: no published row")
-        lines += [f"## Summary: {family} ({about})", "", checkpoint_caption(entries, family), "",
+        lines += [f"## Summary: {md(family)} ({about})", "", checkpoint_caption(entries, family), "",
                   *summary_table(entries, family), ""]
     lines += ["## Runs by configuration", "", *detail_table(entries), "", *published_tables(only), ""]
     if notes:
-        lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
+        lines += ["## Notes", "", *(f"- {md(note)}" for note in notes), ""]
     return "\n".join(lines)
 
 

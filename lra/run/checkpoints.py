@@ -10,6 +10,8 @@ import os
 import pickle
 import random
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +38,72 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Through a Python file: a full disk or a refused write is then an OSError with its errno (torch.save to a
+        # path raises a RuntimeError naming neither), given the checkpoint's name for the one-line report.
         with atomic_file(path) as tmp:
-            torch.save(checkpoint, tmp)
+            try:
+                with open(tmp, "wb") as file:
+                    torch.save(checkpoint, file)
+            except OSError as err:
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+
+
+def validates_after_this_step(trainer: pl.Trainer) -> bool:
+    """Whether Lightning runs validation right after the current training step (asked at its on_train_batch_end):
+    the same decision its loop takes, from the same state."""
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose state survives the run directory being moved or copied, and which replaces a file
+    of the same name (a step redone after a resume) instead of writing `-v1` copies beside it.
+
+    Lightning drops the best-checkpoint state of a checkpoint written under another directory (best_model_score
+    None: the run then cannot say its best score); the paths are relocated into this directory instead."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(enable_version_counter=False, **kwargs)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            def moved(path):
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state_dict:
+                    state_dict[key] = moved(state_dict[key])
+            if "best_k_models" in state_dict:
+                state_dict["best_k_models"] = {moved(k): v for k, v in state_dict["best_k_models"].items()}
+        super().load_state_dict(state_dict)
+
+
+class PeriodicCheckpoint(RunCheckpoint):
+    """step<N>.ckpt every `every` training steps, the newest two kept: the resume points.
+
+    At a step that validation follows, the save waits for the end of that validation: Lightning resumes a
+    checkpoint of step N as "validation N done", so one taken before it would drop validation N from the run."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
+        if due and validates_after_this_step(trainer):
+            self._defer_save_until_validation = True  # ModelCheckpoint.on_validation_end saves it
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 def checkpoint_callbacks(directory: Path, every: int) -> tuple[ModelCheckpoint, ModelCheckpoint]:
     """The best-validation checkpoint, and the two newest periodic ones (the resume points)."""
-    best = ModelCheckpoint(
+    best = RunCheckpoint(
         dirpath=directory, filename="best-step{step}", auto_insert_metric_name=False, monitor="val/acc", mode="max"
     )
     return best, periodic_checkpoint(directory, every)
 
 
 def periodic_checkpoint(directory: Path, every: int) -> ModelCheckpoint:
-    """step<N>.ckpt every `every` training steps, the newest two kept: the resume points."""
-    return ModelCheckpoint(
+    return PeriodicCheckpoint(
         dirpath=directory, filename=PERIODIC, auto_insert_metric_name=False, every_n_train_steps=every,
         monitor="step", mode="max", save_top_k=2,
     )
@@ -84,6 +137,8 @@ def readable(path: Path) -> str | None:
     """None if `path` loads as one of our checkpoints, else why not (truncated, corrupt, not a checkpoint).
 
     Raises RefusedCheckpoint for a file that is not plain data or predates FORMAT: never skipped silently."""
+    if (damage := corrupt_member(path)) is not None:
+        return damage
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle means the file is unusable
@@ -101,6 +156,27 @@ def readable(path: Path) -> str | None:
     return None
 
 
+def corrupt_member(path: Path) -> str | None:
+    """Why the checkpoint's zip archive fails its CRC check, if it does. torch.load never checks the CRCs, so a
+    file damaged in place (same size: a bad disk block, a partial copy over an old file) would load as other
+    weights; None for an intact archive or a file that is not a zip (torch.load then says what it is)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile:
+        return None
+    except (zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as err:
+        return f"damaged zip archive ({err})"
+    return None if bad is None else f"CRC check failed for {bad}: the file was damaged after it was written"
+
+
+def verified(path: str | os.PathLike) -> str:
+    """`path`, after its CRC check: a checkpoint damaged on disk is one line, never other weights loaded."""
+    if (damage := corrupt_member(Path(path))) is not None:
+        raise LRAError(f"checkpoint {path} is damaged ({damage}); resume from an earlier one (ckpt_path=<file>)")
+    return str(path)
+
+
 def newest_checkpoint(directory: Path) -> Path | None:
     """The newest readable resume point in `directory`; unreadable ones are reported and passed over."""
     candidates = [p for p in directory.glob("*.ckpt") if p.name == f"{LAST}.ckpt" or p.name.startswith("step")]
@@ -112,8 +188,12 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return None
 
 
-def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> str | None:
-    """What fit resumes from: an explicit file, `last` (must exist), or `resume=auto` (if any exists).
+def resume_path(
+    ckpt_path: str | None, resume: str | None, directory: Path, fingerprint: str | None = None
+) -> str | None:
+    """What fit resumes from: an explicit file, `last` (must exist), or `resume=auto` (if any exists); with
+    `fingerprint`, only a checkpoint of this configuration (checked here, before Lightning loads its weights into a
+    model of another shape: a state_dict traceback).
 
     Unset, a run directory that already holds checkpoints is an error (never a silent continuation or overwrite),
     except in a job SLURM requeued, which continues where it stopped."""
@@ -123,6 +203,7 @@ def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> s
         problem = readable(Path(ckpt_path))
         if problem is not None:
             raise LRAError(f"ckpt_path={ckpt_path} cannot be loaded ({problem})")
+        check_fingerprint(Path(ckpt_path), fingerprint)
         return ckpt_path
     found = newest_checkpoint(directory) if directory.is_dir() else None
     if ckpt_path == "last" and found is None:
@@ -139,8 +220,24 @@ def resume_path(ckpt_path: str | None, resume: str | None, directory: Path) -> s
                 "or choose a new hydra.run.dir"
             )
         print(f"SLURM requeued this job (SLURM_RESTART_COUNT={os.environ['SLURM_RESTART_COUNT']}): ", end="")
+    check_fingerprint(found, fingerprint)
     print(f"resuming from {found}")
     return str(found)
+
+
+def different_configuration(stored: str, this: str) -> LRAError:
+    return LRAError(
+        f"the checkpoint was written by a different configuration (fingerprint {stored}, this run {this}); "
+        "resume with the original overrides or use a new run directory"
+    )
+
+
+def check_fingerprint(path: Path, fingerprint: str | None) -> None:
+    if fingerprint is None:
+        return
+    stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["lra"]["fingerprint"]
+    if stored != fingerprint:
+        raise different_configuration(stored, fingerprint)
 
 
 def requeued() -> bool:
@@ -159,6 +256,8 @@ class RunState(pl.Callback):
         self.fingerprint = fingerprint
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        for logger in trainer.loggers:  # the log on disk reaches the checkpoint: a resume continues it whole
+            logger.save()
         checkpoint["lra"] = {
             "format": FORMAT,
             "fingerprint": self.fingerprint,
@@ -175,10 +274,7 @@ class RunState(pl.Callback):
                 f"the checkpoint has no lra.format={FORMAT} (written before this version); start a new run directory"
             )
         if state["fingerprint"] != self.fingerprint:
-            raise LRAError(
-                f"the checkpoint was written by a different configuration (fingerprint {state['fingerprint']}, "
-                f"this run {self.fingerprint}); resume with the original overrides or use a new run directory"
-            )
+            raise different_configuration(state["fingerprint"], self.fingerprint)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -7,6 +7,8 @@ not split and the project does not count the run twice; a new run directory draw
 
 from __future__ import annotations
 
+import csv
+import io
 import netrc
 import os
 import secrets
@@ -15,9 +17,11 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
-from lra.atomic import create_text
+from lra.atomic import create_text, write_text
 
 WANDB_ID = "wandb_id"  # in the run directory: the id of its W&B run
 
@@ -83,3 +87,52 @@ def finish_wandb(loggers: list[Logger]) -> None:
         import wandb
 
         wandb.finish()
+
+
+class AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes metrics.csv when it starts (any start of the run directory: a resume, a
+    refused one, a finished run submitted again). This one keeps it and appends. The rows a killed process wrote
+    after its last checkpoint are steps the resumed process trains again: at its first save, rows at or after the
+    first step it logs are replaced by its own, so the file reads as an uninterrupted run's. Rewrites are atomic."""
+
+    def _check_log_dir_exists(self) -> None:
+        self.continuing = os.path.isfile(self.metrics_file_path)
+        if self.continuing:
+            self.metrics_keys = list(self.read()[0])
+
+    def read(self) -> tuple[list[str], list[dict]]:
+        with open(self.metrics_file_path, newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            return list(reader.fieldnames or []), list(reader)
+
+    def save(self) -> None:
+        if self.metrics and self.continuing:
+            self.continuing = False
+            first = min(int(row["step"]) for row in self.metrics)
+            _, rows = self.read()
+            kept = [row for row in rows if not row.get("step") or int(float(row["step"])) < first]
+            if len(kept) < len(rows):
+                self.rewrite(self.metrics_keys, kept)
+        super().save()
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        self.rewrite(fieldnames, self.read()[1])
+
+    def rewrite(self, fieldnames: list[str], rows: list[dict]) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.metrics_file_path, text.getvalue())
+
+
+class AppendingCSVLogger(CSVLogger):
+    """`logger=csv`: Lightning's CSVLogger whose metrics.csv survives every later start of the run (AppendingWriter)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> AppendingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

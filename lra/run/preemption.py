@@ -7,7 +7,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Checkpoint
+
+from lra.run.checkpoints import validates_after_this_step
+from lra.run.rundir import resume_override
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -20,8 +23,12 @@ class Preempted(Exception):
         self.signum = signum
 
 
-class Preemption(pl.Callback):
-    """Records the signal; at the end of the current training step saves `last.ckpt` and stops the trainer."""
+class Preemption(Checkpoint):
+    """Records the signal; saves `last.ckpt` at the end of the current training step, or of the validation that
+    follows it, and stops the trainer.
+
+    A `Checkpoint` so that Lightning orders it after the ModelCheckpoints: its save after validation N then holds
+    their record of validation N (a save before it would resume as "validation N done" and drop its score)."""
 
     def __init__(self, checkpoint: Path, requeue: bool, run_dir: Path | None = None) -> None:
         self.checkpoint = checkpoint
@@ -29,6 +36,7 @@ class Preemption(pl.Callback):
         self.run_dir = checkpoint.parent.parent if run_dir is None else run_dir  # what the resume command names
         self.signum: int | None = None
         self.saved_at: int | None = None
+        self.requeue_failed: str | None = None
         self.previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -42,10 +50,20 @@ class Preemption(pl.Callback):
     def notice(self, signum: int, frame) -> None:
         self.signum = signum
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning composes its own SIGTERM handler with ours when fit starts; it would stop a validation half
+        # way (its state then resumes with a partial score). From here on the signal only marks a save point.
+        for signum in SIGNALS:
+            signal.signal(signum, self.notice)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.signum is None or self.saved_at is not None:
-            return
+        if self.signum is None or self.saved_at is not None or validates_after_this_step(trainer):
+            return  # a validation follows this step: save after it (on_validation_end)
         self.save(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.signum is not None and self.saved_at is None and not trainer.sanity_checking:
+            self.save(trainer)
 
     def interrupted(self, trainer) -> None:
         """Lightning raised its SIGTERMException before a step ended (the signal came between our check and its
@@ -59,16 +77,29 @@ class Preemption(pl.Callback):
         trainer.should_stop = True
         job = os.environ.get("SLURM_JOB_ID")
         if self.requeue and job and trainer.is_global_zero:
-            subprocess.run(["scontrol", "requeue", job], check=False)
+            self.requeue_failed = requeue_job(job)
 
     def stopped(self) -> Preempted | None:
         if self.saved_at is None:
             return None
         name = signal.Signals(self.signum).name
         job = os.environ.get("SLURM_JOB_ID")
-        how = (
-            f"requeued SLURM job {job}; it resumes by itself when it restarts"
-            if self.requeue and job
-            else f"resume with the same command plus hydra.run.dir={self.run_dir} resume=auto"
-        )
+        resume = f"resume with the same command plus {resume_override(self.run_dir)} resume=auto"
+        if self.requeue and job and self.requeue_failed is None:
+            how = f"requeued SLURM job {job}; it resumes by itself when it restarts"
+        elif self.requeue and job:
+            how = f"could not requeue SLURM job {job} ({self.requeue_failed}); {resume}"
+        else:
+            how = resume
         return Preempted(f"stopped by {name} at step {self.saved_at}: checkpoint {self.checkpoint}; {how}", self.signum)
+
+
+def requeue_job(job: str) -> str | None:
+    """`scontrol requeue JOB`; None when it worked, else why not (no scontrol in a container is common)."""
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
+    except OSError as err:
+        return f"scontrol: {err.strerror}"
+    if done.returncode != 0:
+        return f"scontrol exited {done.returncode}: {(done.stderr or done.stdout).strip()[:200]}"
+    return None

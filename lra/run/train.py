@@ -15,11 +15,12 @@ from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.run.callbacks import Throughput
 from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
-from lra.run.checkpoints import requeued
+from lra.run.checkpoints import requeued, resume_path, verified
 from lra.run.loggers import wandb_run_dir
 from lra.run.optim import OptimSettings
 from lra.run.pretrain import Pretrained, self_pretrain
 from lra.run.results import Results, config_hash, git_commit, resume_fingerprint
+from lra.run.rundir import claimed, finished_results, record_config
 from lra.run.stage import Stage, training_data
 from lra.run.task import LRATask
 from lra.run.validate import check_config
@@ -33,7 +34,7 @@ def evaluate(trainer: pl.Trainer, task: LRATask, datamodule, best: ModelCheckpoi
 
     # weights_only=True: checkpoints are data; a crafted one is refused, never run (lra.run.checkpoints).
     def test(ckpt: str | None) -> float:
-        metrics = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+        metrics = trainer.test(task, datamodule=datamodule, ckpt_path=verified(ckpt), verbose=False, weights_only=True)
         return float(metrics[0]["test/acc"])
 
     test_last = test(last)
@@ -56,7 +57,14 @@ def run(cfg: DictConfig) -> float:
     output_dir = Path(cfg.output_dir).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        return with_restarts(cfg, output_dir)
+        with claimed(output_dir):
+            if (done := finished_results(cfg, output_dir, resuming(cfg))) is not None:
+                print(f"{output_dir} finished at step {done['step']} before: nothing to do (its files are unchanged; "
+                      "raise trainer.max_steps to train further)")
+                report(done, output_dir / "results.json", None)
+                return done["best_val_acc"]
+            record_config(cfg, output_dir)
+            return with_restarts(cfg, output_dir)
     except OSError as err:
         if err.errno in DISK_ERRORS:
             where = err.filename or output_dir
@@ -66,13 +74,16 @@ def run(cfg: DictConfig) -> float:
         raise
 
 
+def resuming(cfg: DictConfig) -> bool:
+    return cfg.resume == "auto" or cfg.ckpt_path is not None or requeued()
+
+
 def with_restarts(cfg: DictConfig, output_dir: Path) -> float:
     """Train; a run stuck at chance under on_chance=restart trains again in the same directory with the next seed."""
     first_seed = int(cfg.seed)
-    resuming = cfg.resume == "auto" or cfg.ckpt_path is not None or requeued()
-    seed, restarts = attempt(output_dir, first_seed, resuming)
+    seed, restarts = attempt(output_dir, first_seed, resuming(cfg))
     # pretrain=mlm: once, with the first seed; a restart fine-tunes the same pretrained encoder with the next seed.
-    pretrained = self_pretrain(cfg, output_dir, resuming)
+    pretrained = self_pretrain(cfg, output_dir, resuming(cfg))
     while True:
         this = copy.deepcopy(cfg)
         this.seed = seed
@@ -94,6 +105,8 @@ def fit_and_test(
     """One attempt (from the `pretrained` encoder, if any); None when it was stuck at chance and on_chance=restart
     has restarts left."""
     pl.seed_everything(cfg.seed, workers=True)
+    # A refused resume (another configuration) stops before any data is read or model built.
+    resume_from = resume_path(cfg.ckpt_path, cfg.resume, output_dir / "checkpoints", resume_fingerprint(cfg))
     # First: a bad model option stops before any data is read. Self-pretrained: that encoder, a fresh head.
     model = build_model(cfg.model, cfg.task, mask_token=pretrained is not None)
     if pretrained is not None:
@@ -107,7 +120,7 @@ def fit_and_test(
     )
     chance = ChanceWatch(cfg.chance.patience, cfg.chance.margin, stop=restart, then=then)
     stage = Stage(
-        cfg, output_dir, resume_fingerprint(cfg), cfg.ckpt_path, cfg.resume, best=True, callbacks=[throughput, chance]
+        cfg, output_dir, resume_fingerprint(cfg), resume_from, None, best=True, callbacks=[throughput, chance]
     )
 
     def finish(trainer: pl.Trainer) -> tuple[Results, tuple[Path, Path | None] | None]:
@@ -147,15 +160,16 @@ def fit_and_test(
         return None
     results, written = done
     if written is not None:
-        report(results, *written)  # last, after W&B's own closing output
+        report(results.record(), *written)  # last, after W&B's own closing output
     return results.best_val_acc
 
 
-def report(results: Results, path: Path, wandb_dir: Path | None) -> None:
+def report(results: dict, path: Path, wandb_dir: Path | None) -> None:
+    """The run's closing lines, from its results.json record (this run's, or a finished run's on file)."""
     print(
-        f"\n{results.task} / {results.model} (seed {results.seed}, step {results.step}): "
-        f"best val acc {results.best_val_acc:.4f}, test acc {results.test_acc:.4f} at the best-val checkpoint "
-        f"({results.test_acc_last:.4f} at the last)"
+        f"\n{results['task']} / {results['model']} (seed {results['seed']}, step {results['step']}): "
+        f"best val acc {results['best_val_acc']:.4f}, test acc {results['test_acc']:.4f} at the best-val checkpoint "
+        f"({results['test_acc_last']:.4f} at the last)"
     )
     print(f"run files: {path.parent}  (results: {path.name}, checkpoints: checkpoints/)")
     if wandb_dir is not None:
