@@ -187,8 +187,10 @@ class LRADataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochShuffle(len(self.datasets["train"]), self.seed)
-        if self.trainer is not None:
+        trainer = self.trainer
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochShuffle(len(self.datasets["train"]), self.seed, rank, replicas)
+        if trainer is not None:
             # Resuming mid-epoch: the restored loop says how many batches of this epoch were already trained on.
             sampler.skip = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
         return self.loader("train", sampler)
