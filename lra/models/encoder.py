@@ -147,6 +147,8 @@ class Encoder(nn.Module):
             mixer = build_mixer(
                 name, d_model, n_heads, seq_len, attn_dropout, impl=impl, qkv_dim=qkv_dim, **options.get(name, {})
             )
+            if mixer.uses_state and any(type(b.mixer) is type(mixer) for b in self.blocks):
+                mixer.follows_state()  # an earlier layer starts the state this one reads (Luna's P)
             self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad, norm_type))
             resizer = mixer.resizer(index, len(layers), pool == "cls")
             if resizer is not None:

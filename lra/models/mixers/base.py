@@ -19,7 +19,9 @@ a mixer overrides only what differs:
 - `uses_heads = True`: the mixer splits `d_model` into `n_heads` heads, so `d_model % n_heads` must be 0.
 - `uses_state = False`: True makes the encoder call `mixer(x, mask, state=state)` with one dict per encoder
   forward, shared by all layers, to read and write in place (Luna's packed sequence). Called without `state` the
-  mixer must still work (start afresh).
+  mixer must still work (start afresh). `follows_state()`: the encoder calls it on a `uses_state` mixer that an
+  earlier layer of the same class precedes, so that the state always holds what that earlier layer wrote: drop
+  what the mixer only uses to start the state (Luna's P), or DDP finds parameters that never get a gradient.
 - `ssm_params = ()`: names of the mixer's own parameters (as in its `named_parameters()`) that form a separate
   optimiser group: `optim.ssm_lr` (null = `optim.lr`) and no weight decay, as state-space models train their
   recurrence (S4D's step and A, the LRU's lambda). `no_decay_params = ()`: parameters at `optim.lr` without weight
@@ -102,6 +104,9 @@ class Mixer(nn.Module):
             check_heads(self.qkv_dim, n_heads, type(self).__name__, "model.qkv_dim" if qkv_dim else "model.d_model")
 
     def resizer(self, layer: int, n_layers: int, cls: bool) -> nn.Module | None:
+        return None
+
+    def follows_state(self) -> None:
         return None
 
 
