@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -43,14 +44,20 @@ class Preemption(pl.Callback):
         self.signum = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.signum is None or self.saved_at is not None:
+        if self.saved_at is not None:
             return
-        self.save(trainer)
+        if trainer.world_size > 1:
+            self.signum = agreed_signal(self.signum, pl_module.device)
+        if self.signum is not None:
+            self.save(trainer)
 
     def interrupted(self, trainer) -> None:
         """Lightning raised its SIGTERMException before a step ended (the signal came between our check and its
-        own, at the next step's start): the state is the last complete step's, so save it here instead."""
-        if self.signum is not None and self.saved_at is None:
+        own, at the next step's start): the state is the last complete step's, so save it here instead. Under DDP
+        Lightning raises it on every rank (it broadcasts rank 0's SIGTERM), so every rank saves, not only those
+        the signal reached."""
+        if self.saved_at is None:
+            self.signum = self.signum or signal.SIGTERM
             self.save(trainer)
 
     def save(self, trainer) -> None:
@@ -72,3 +79,12 @@ class Preemption(pl.Callback):
             else f"resume with the same command plus hydra.run.dir={self.run_dir} resume=auto"
         )
         return Preempted(f"stopped by {name} at step {self.saved_at}: checkpoint {self.checkpoint}; {how}", self.signum)
+
+
+def agreed_signal(signum: int | None, device: torch.device) -> int | None:
+    """The signal any rank saw (the highest number if several), on every rank: saving is a collective, so all ranks
+    must decide together, and SLURM may signal some ranks only. One all-reduce of one number per step."""
+    flag = torch.tensor([signum or 0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    agreed = int(flag.item())
+    return agreed or None
