@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lra.errors import LRAError
 from lra.models.classifier import Classifier
+from lra.models.compiled import compile_blocks
 from lra.models.encoder import Encoder
 from lra.models.init import initialise
 
@@ -15,7 +16,7 @@ from lra.models.init import initialise
 BASE_KEYS = (
     "name", "mixer", "attention_layers", "n_layers", "d_model", "n_heads", "d_ff",
     "dropout", "attn_dropout", "norm", "norm_type", "pool", "pos", "zero_pad", "impl", "qkv_dim",
-    "zero_is_pad", "init", "head",
+    "zero_is_pad", "init", "head", "compile",
 )
 
 
@@ -62,7 +63,12 @@ def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Clas
         encoder, cfg["d_model"], cfg["d_ff"], task["n_classes"], bool(task.get("dual", False)),
         task.get("interaction", "paper"), cfg["head"],
     )
-    return initialise(classifier, cfg["init"])
+    classifier = initialise(classifier, cfg["init"])
+    if not isinstance(cfg.get("compile", False), bool):
+        raise LRAError(f"model.compile={cfg['compile']!r} must be true or false")
+    if cfg.get("compile", False):
+        compile_blocks(encoder)
+    return classifier
 
 
 def count_parameters(module) -> int:

@@ -109,6 +109,7 @@ class PerformerMixer(KernelMixer):
         generator = torch.Generator().manual_seed((self.feature_seed * 1_000_003 + index) % 2**63)
         return orthogonal_gaussian(self.num_features, self.head_dim, generator)
 
+    @torch.compiler.disable  # outside the compiled graph: a guard on the changing int would recompile every step
     @torch.no_grad()
     def redraw_if_due(self) -> None:
         if self.redraw_every and self.passes and self.passes % self.redraw_every == 0:
