@@ -21,6 +21,7 @@ from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
 from lra.run.checkpoints import LAST, AtomicCheckpointIO, RunState, checkpoint_callbacks, requeued, resume_path
 from lra.run.guards import NonFiniteGuard
 from lra.run.loggers import build_loggers, finish_wandb, wandb_run_dir
+from lra.run.precision import set_matmul_precision
 from lra.run.preemption import Preemption
 from lra.run.pretrain import Pretrained, self_pretrain
 from lra.run.results import config_hash, git_commit, resume_fingerprint, write_results
@@ -70,6 +71,7 @@ def run(cfg: DictConfig) -> float:
     """Train and test one configuration; returns best-val accuracy (what sweeps optimise)."""
     check_config(cfg)
     check_chance(cfg)
+    set_matmul_precision(cfg.matmul_precision)
     output_dir = Path(cfg.output_dir).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
