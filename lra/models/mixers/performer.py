@@ -162,6 +162,11 @@ def release_features(num_features: int, dim: int, seed: int) -> torch.Tensor:
     return (rows * lengths).float()
 
 
+@functools.lru_cache(maxsize=16)
+def release_features_on(num_features: int, dim: int, seed: int, device: torch.device) -> torch.Tensor:
+    return release_features(num_features, dim, seed).to(device)
+
+
 def release_softmax_features(x: torch.Tensor, projection: torch.Tensor, is_query: bool) -> torch.Tensor:
     """nonnegative_softmax_kernel_feature_creator: x [B, H, L, d] -> [B, H, L, m]. The stabiliser is the max over
     the features per query, and over the features and *all* positions (pads included) per (example, head) for keys;
@@ -233,12 +238,17 @@ class PerformerRelease(KernelMixer):
             if redraw_every == 0:
                 self.register_buffer("projection", release_features(num_features, self.head_dim, 0).clone(), False)
 
+    @torch.compiler.disable  # the seed is data: outside the graph, else every new seed would recompile it
+    def redrawn(self, q: torch.Tensor) -> torch.Tensor:
+        """The features of the batch's query seed, on q's device (made and copied there once per seed)."""
+        return release_features_on(self.num_features, self.head_dim, query_seed(q), q.device)
+
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.kernel == "relu":
             phi_q, phi_k = F.relu(q) + RELU_EPSILON, F.relu(k) + RELU_EPSILON
             return unmasked_linear_attention(phi_q, phi_k, v, 0.0)
         if self.redraw_every:
-            projection = release_features(self.num_features, self.head_dim, query_seed(q)).to(q.device)
+            projection = self.redrawn(q)
         else:
             projection = self.projection.float()
         phi_q = release_softmax_features(q, projection, is_query=True)
