@@ -7,6 +7,8 @@ pseudo-inverse lose too much in half precision.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from lra.errors import LRAError
@@ -30,7 +32,9 @@ class KernelMixer(HeadedMixer):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = attend_all_if_empty(mask)
         q, k, v = self.heads(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        device = x.device.type  # autocast exists on cpu/cuda/xpu/mps...; elsewhere there is nothing to turn off
+        off = torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+        with off:
             y = self.mix(q.float(), k.float(), v.float(), mask)
         return self.finish(y.to(q.dtype)).to(x.dtype)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -206,7 +207,9 @@ class ReformerRelease(HeadedMixer):
         step = math.lcm(self.pad_multiple, self.n_buckets)  # = 10: chunks must tile the padded length
         padded = length + step - length % step  # always at least one appended position, as released
         queries, values = (pad_dim(t, padded, dim=2) for t in self.heads(x))  # appended rows: zero (bias-free)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        device = x.device.type  # autocast exists on cpu/cuda/xpu/mps...; elsewhere there is nothing to turn off
+        off = torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+        with off:
             y = self.attend(queries.float(), values.float())
         return self.finish(y.to(x.dtype), length)
 

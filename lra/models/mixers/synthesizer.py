@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,7 +123,9 @@ class SynthesizerRelease(HeadedMixer):
         if n > self.max_len:
             raise LRAError(f"synthesizer got {n} tokens but was built for max_len={self.max_len}; raise task.max_len")
         q, k, v = self.heads(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        device = x.device.type  # autocast exists on cpu/cuda/xpu/mps...; elsewhere there is nothing to turn off
+        off = torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+        with off:
             logits = (q.float() * self.head_dim**-0.5) @ k.float().transpose(-1, -2)  # [B, H, L, L]
             logits = logits + self.random[:, :n, :n].float()
             allowed = mask[:, None, :, None] & mask[:, None, None, :]
