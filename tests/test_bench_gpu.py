@@ -7,10 +7,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lra.bench.gpu import main
 from tests.helpers import ROOT
 
 
+@pytest.mark.timeout(900)  # about a minute on 2 idle cores; several on a machine shared with training runs
 def test_smoke_runs_every_part_and_writes_the_run_directory(tmp_path):
     out = tmp_path / "gpu"
     proc = subprocess.run([sys.executable, "-m", "lra.bench.gpu", "--smoke", "--out", str(out)], cwd=ROOT,
