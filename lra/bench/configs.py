@@ -87,7 +87,8 @@ def random_batch(
         raise LRAError(f"task {task.get('name', '?')}: vocab_size={vocab}, n_classes={n_classes}; cannot draw a batch")
     g = torch.Generator().manual_seed(seed)
     out = {"label": torch.randint(0, n_classes, (batch,), generator=g)}
-    for suffix in ("", "_2") if task.get("dual", False) else ("",):
+    suffixes = ("", "_2") if task.get("dual", False) else ("",)
+    for suffix in suffixes:
         out[f"input_ids{suffix}"] = torch.randint(1, vocab, (batch, length), generator=g)
         out[f"mask{suffix}"] = torch.ones(batch, length, dtype=torch.bool)
-    return {**{k: v.to(device) for k, v in out.items()}, "padded": False, "padded_2": False}
+    return {**{k: v.to(device) for k, v in out.items()}, **{f"padded{suffix}": False for suffix in suffixes}}
