@@ -69,3 +69,33 @@ def test_training_on_cpu_with_attention_dropout_takes_the_blocked_path(monkeypat
     assert calls == [1]
     assert attention.kernel_for(torch.device("cpu"), 0.1, True) == "cpu_blocked_dropout"
     assert attention.kernel_for(torch.device("cuda"), 0.1, True) == "sdpa"
+
+
+def test_a_batch_without_padding_reaches_sdpa_without_a_mask(monkeypatch):
+    """FlashAttention needs attn_mask=None; whether a batch is padded is decided on the host (to_batch)."""
+    import numpy as np
+
+    import lra.models.mixers.attention as attention
+    from lra.data.base import to_batch
+    from lra.models import build_model
+    from lra.run.config import compose_train
+
+    cfg = compose_train(["model=transformer", "model.n_layers=2", "model.d_model=16", "model.n_heads=2",
+                         "model.d_ff=16", "task.max_len=12", "model.attn_dropout=0.0", "model.dropout=0.0"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.task).eval()
+    masks = []
+    sdpa = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, attn_mask=None, **k: masks.append(attn_mask) or sdpa(*a, attn_mask=attn_mask, **k))
+    ids = np.random.default_rng(0).integers(1, 15, (3, 12))
+    full = to_batch({"input_ids": ids, "length": np.array([12, 12, 12]), "label": np.array([0, 1, 2])})
+    short = to_batch({"input_ids": ids, "length": np.array([12, 7, 12]), "label": np.array([0, 1, 2])})
+    assert full["padded"] is False and short["padded"] is True
+    with torch.no_grad():
+        unmasked = model(full)
+        assert masks == [None, None]  # both layers
+        model(short)
+        assert all(m is not None for m in masks[2:]) and len(masks) == 4
+        # Same numbers as with the (all-True) mask: only the kernel choice changes.
+        assert torch.allclose(unmasked, model({**full, "padded": True}), atol=1e-6)

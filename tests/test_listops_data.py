@@ -29,7 +29,7 @@ def test_batches_follow_the_contract(tmp_path):
     dm.prepare_data()
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"input_ids", "mask", "label"}
+    assert set(batch) == {"input_ids", "mask", "padded", "label"}
     assert batch["input_ids"].shape == (4, 32) and batch["input_ids"].dtype == torch.int64
     assert batch["mask"].dtype == torch.bool and batch["label"].dtype == torch.int64
     # Real tokens are exactly the non-pad ones, and every row is padded to max_len.

@@ -134,9 +134,15 @@ def test_luna_carries_its_packed_sequence_across_layers():
             carried.append(state[CARRY].clone())
         assert carried[0].shape == (2, 16, D)
         assert not torch.allclose(carried[0], carried[1]) and not torch.allclose(carried[1], carried[2])
-        # The second layer really reads the carry: started afresh from its own parameter it computes something else.
+        # The second layer really reads the carry: with another P it computes something else.
         carried_in, _ = encoder.blocks[1](inputs[1], mask, {CARRY: carried[0]})
-        assert not torch.allclose(carried_in, encoder.blocks[1](inputs[1], mask)[0])
+        assert not torch.allclose(carried_in, encoder.blocks[1](inputs[1], mask, {CARRY: carried[1]})[0])
+    # Only the first layer has its own P: a later one's would never get a gradient (DDP refuses that).
+    assert encoder.blocks[0].mixer.p is not None
+    assert encoder.blocks[1].mixer.p is None and encoder.blocks[2].mixer.p is None
+    model.train()
+    F.cross_entropy(model(data), data["label"]).backward()
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_luna_model_ignores_padding_content_and_trains():

@@ -196,7 +196,7 @@ def test_retrieval_pairs_follow_the_dual_contract(tmp_path):
     dm = prepared(retrieval_dm(tmp_path / "tsv_data", tmp_path))
     assert {s: len(d) for s, d in dm.datasets.items()} == {"train": 16, "val": 8, "test": 8}
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"input_ids", "mask", "input_ids_2", "mask_2", "label"}
+    assert set(batch) == {"input_ids", "mask", "padded", "input_ids_2", "mask_2", "padded_2", "label"}
     val = whole(dm, "val")
     for i, (label, text1, text2) in enumerate(rows["val"]):
         assert val["label"][i].item() == label  # also where the file says 1.0 / 0.0

@@ -48,10 +48,20 @@ def fill_timing_defaults(args: argparse.Namespace, gpu: bool, batch: int | None)
     return args
 
 
+DEVICES = ("cpu", "cuda", "cuda:<index>", "mps")
+
+
 def check_device(name: str, clock: str) -> torch.device:
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LRAError(f"--device {name} is not a device; use one of: {', '.join(DEVICES)}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise LRAError(f"--device {name}: the benchmarks run on {', '.join(DEVICES)}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LRAError("--device cuda: no CUDA device visible to torch; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise LRAError("--device mps: no Apple GPU visible to torch (macOS with Metal only); use --device cpu")
     if device.type != "cpu" and clock == "cpu":
         raise LRAError("--clock cpu measures host CPU time, not GPU work; use --clock wall on a GPU")
     return device

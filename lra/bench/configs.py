@@ -80,13 +80,15 @@ def random_batch(
     task: Mapping, batch: int, length: int, device: torch.device, seed: int = 0
 ) -> dict[str, torch.Tensor]:
     """Random tokens in [1, vocab_size) (never the pad id 0 of the byte tasks), all positions real, random labels:
-    a batch shaped like the task, with `input_ids_2`/`mask_2` for a dual (two-document) task."""
+    a batch shaped like the task, with `input_ids_2`/`mask_2` for a dual (two-document) task. `padded` False, as
+    the loader says of a batch without padding (exact attention then runs without a mask)."""
     vocab, n_classes = int(task["vocab_size"]), int(task["n_classes"])
     if vocab < 2 or n_classes < 1:
         raise LRAError(f"task {task.get('name', '?')}: vocab_size={vocab}, n_classes={n_classes}; cannot draw a batch")
     g = torch.Generator().manual_seed(seed)
     out = {"label": torch.randint(0, n_classes, (batch,), generator=g)}
-    for suffix in ("", "_2") if task.get("dual", False) else ("",):
+    suffixes = ("", "_2") if task.get("dual", False) else ("",)
+    for suffix in suffixes:
         out[f"input_ids{suffix}"] = torch.randint(1, vocab, (batch, length), generator=g)
         out[f"mask{suffix}"] = torch.ones(batch, length, dtype=torch.bool)
-    return {k: v.to(device) for k, v in out.items()}
+    return {**{k: v.to(device) for k, v in out.items()}, **{f"padded{suffix}": False for suffix in suffixes}}

@@ -16,6 +16,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def autocast(device: torch.device, precision: str):

@@ -2,8 +2,8 @@
 
 A task subclass says where its files are (`check_source`), how one split is read and tokenized (`read_split`),
 and which settings change the tokenized result (`settings`); this class does caching, batching and masks.
-Batches are `{"input_ids": [B, L] int64, "mask": [B, L] bool, "label": [B] int64}` (+ `input_ids_2`, `mask_2`
-for dual tasks), always padded to the task's fixed `max_len`.
+Batches are `{"input_ids": [B, L] int64, "mask": [B, L] bool, "padded": bool, "label": [B] int64}` (+ `input_ids_2`,
+`mask_2`, `padded_2` for dual tasks), always padded to the task's fixed `max_len`; `padded` says whether any row is.
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ def to_batch(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         lengths = torch.from_numpy(rows[f"length{suffix}"].astype(np.int64))
         batch[f"input_ids{suffix}"] = ids
         batch[f"mask{suffix}"] = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+        # Decided here, on the host, so that no training step reads the mask back from a GPU to learn it.
+        batch[f"padded{suffix}"] = bool((lengths < ids.shape[1]).any())
     return batch
 
 
@@ -270,8 +272,10 @@ class LRADataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochShuffle(len(self.datasets["train"]), self.seed)
-        if self.trainer is not None:
+        trainer = self.trainer
+        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochShuffle(len(self.datasets["train"]), self.seed, rank, replicas)
+        if trainer is not None:
             # Resuming mid-epoch: the restored loop says how many batches of this epoch were already trained on.
             sampler.skip = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
         return self.loader("train", sampler)

@@ -1,34 +1,42 @@
-"""A training-order sampler that a resumed run can continue exactly where the interrupted one stopped."""
+"""A training-order sampler that a resumed run, on one process or several, continues exactly where it stopped."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 
-class EpochShuffle(Sampler[int]):
-    """A fresh permutation per epoch, a pure function of (seed, epoch), so no sampler state needs saving.
+class EpochShuffle(DistributedSampler):
+    """A fresh permutation per epoch, a pure function of (seed, epoch), so no sampler state needs saving; under DDP
+    each of `replicas` ranks takes every `replicas`-th index of it (the last few repeated so all shards are equal).
 
-    Lightning calls `set_epoch` at every epoch start; `skip` drops the first examples of the next epoch
-    iterated, which is how a resumed run continues from the batch where its checkpoint was taken.
+    It is a `DistributedSampler` so that Lightning uses it as it is instead of wrapping it in its
+    `DistributedSamplerWrapper`, which reshuffles and would not honour `skip`. Lightning calls `set_epoch` at every
+    epoch start; `skip` drops the first examples of this rank's shard of the next epoch iterated, which is how a
+    resumed run continues from the batch where its checkpoint was taken. `len` is the whole shard: Lightning counts
+    the resumed epoch's batches from where it stopped.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, rank: int = 0, replicas: int = 1) -> None:
+        if not 0 <= rank < replicas:
+            raise ValueError(f"rank {rank} outside {replicas} replicas")
+        super().__init__(range(size), num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
         self.size = size
-        self.seed = seed
-        self.epoch = 0
+        self.shard = math.ceil(size / replicas)
         self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return self.size
+        return self.shard
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)[self.skip :]
+        order = torch.randperm(self.size, generator=generator)
+        padding = self.shard * self.num_replicas - self.size
+        if padding:
+            order = torch.cat([order, order[:padding]])
+        mine = order[self.rank :: self.num_replicas][self.skip :]
         self.skip = 0
-        return iter(order.tolist())
+        return iter(mine.tolist())

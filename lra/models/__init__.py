@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lra.errors import LRAError
 from lra.models.classifier import Classifier
+from lra.models.compiled import compile_blocks
 from lra.models.config import BASE_KEYS, ModelConfig, split_model
 from lra.models.encoder import Encoder
 from lra.models.init import initialise
@@ -56,7 +57,10 @@ def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Clas
         encoder, base.d_model, base.d_ff, task["n_classes"], bool(task.get("dual", False)),
         task.get("interaction", "paper"), base.head,
     )
-    return initialise(classifier, base.init)
+    classifier = initialise(classifier, base.init)
+    if base.compile:
+        compile_blocks(encoder)
+    return classifier
 
 
 def count_parameters(module) -> int:

@@ -54,9 +54,10 @@ class Classifier(nn.Module):
         self.head = head(width, d_ff, n_classes, kind, release_dual=dual and interaction == "release")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        u = self.encoder(batch["input_ids"], batch["mask"])
+        # `padded`: whether the batch holds padding, known on the host (lra.data.base.to_batch); absent = maybe.
+        u = self.encoder(batch["input_ids"], batch["mask"], batch.get("padded", True))
         if not self.dual:
             return self.head(u)
-        v = self.encoder(batch["input_ids_2"], batch["mask_2"])
+        v = self.encoder(batch["input_ids_2"], batch["mask_2"], batch.get("padded_2", True))
         features = [u, v, u * v, u - v] if self.interaction == "paper" else [u, v]
         return self.head(torch.cat(features, dim=-1))

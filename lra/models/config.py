@@ -43,6 +43,7 @@ class ModelConfig:
     cls_token: str = encoder()  # pool=cls: learned | shift (an id shifted in, the last token dropped)
     vocab_rows: int | None = field(metadata={"check": None})  # rows of the token table (lra.models.token_rows)
     pos_rows: int | None = encoder()  # rows of the position table; null = the input length
+    compile: bool = field()  # torch.compile each encoder block (lra.models.compiled)
 
     def encoder_options(self) -> dict:
         """The keys lra.models.encoder.Encoder takes as they are."""

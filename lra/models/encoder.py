@@ -12,6 +12,7 @@ from torch import nn
 
 from lra.errors import LRAError
 from lra.models.mixers import Mixer, build_mixer
+from lra.models.mixers.base import PADDED
 from lra.models.norms import make_norm
 
 
@@ -189,6 +190,8 @@ class Encoder(nn.Module):
                 name, d_model, n_heads, seq_len, attn_dropout, impl=impl, qkv_dim=qkv_dim, rotary=pos == "rotary",
                 **options.get(name, {}),
             )
+            if mixer.uses_state and any(type(b.mixer) is type(mixer) for b in self.blocks):
+                mixer.follows_state()  # an earlier layer starts the state this one reads (Luna's P)
             self.blocks.append(Block(mixer, d_model, d_ff, dropout, norm, zero_pad, norm_type))
             resizer = mixer.resizer(index, len(layers), pool == "cls")
             if resizer is not None:
@@ -203,21 +206,23 @@ class Encoder(nn.Module):
         self.final_norm = make_norm(norm_type, d_model) if norm == "pre" else None
 
     def features(
-        self, ids: torch.Tensor, mask: torch.Tensor, resize: bool = True
+        self, ids: torch.Tensor, mask: torch.Tensor, resize: bool = True, padded: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position outputs [B, L', D] and their mask [B, L'], CLS first under pool=cls.
 
         L' is shorter than the input after a resizer (the Fourier Transformer's spectral shortening); `resize=False`
         skips the resizers, so that every token keeps its own position (the Fourier Transformer's have no weights:
-        its every weight still trains)."""
+        its every weight still trains). `padded=False`: the caller knows on the host that `mask` is all True."""
         if self.zero_is_pad:  # the release's `padding_mask = inputs > 0`: black pixels are padding too
             mask = mask & (ids > 0)
         x, mask = self.embed(ids, mask)
         if self.zero_is_pad and self.embed.cls is not None:  # the release gives CLS the first input token's mask
             mask = torch.cat([mask[:, 1:2], mask[:, 1:]], dim=1)
-        state: dict = {}
+        state: dict = {PADDED: padded or self.zero_is_pad}
         for index, block in enumerate(self.blocks):
             resizer = self.resizers[str(index)] if resize and str(index) in self.resizers else None
+            if resizer is not None:
+                state[PADDED] = True  # after a resizer the mixers read its mask again
             x, mask = block(x, mask, state, resizer)
         return (x if self.final_norm is None else self.final_norm(x, mask)), mask
 
@@ -241,5 +246,5 @@ class Encoder(nn.Module):
         weights = mask[..., None].to(x.dtype)
         return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.pooling(*self.features(ids, mask))
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, padded: bool = True) -> torch.Tensor:
+        return self.pooling(*self.features(ids, mask, padded=padded))

@@ -29,8 +29,10 @@ class MaskedBatchNorm(nn.Module):
 
     Training normalises with the batch's mean and biased variance and updates running estimates with `momentum`
     (unbiased variance, as nn.BatchNorm1d); eval uses the running estimates. Statistics are per process: under DDP
-    each device normalises by its own batch, as the S4 code's BatchNorm1d does without SyncBatchNorm. Deliberately
-    not an nn.BatchNorm subclass: Lightning's `sync_batchnorm` would replace it with an unmasked SyncBatchNorm.
+    each device normalises by its own batch, as the S4 code's BatchNorm1d does without SyncBatchNorm (the recipes
+    this reproduces trained that way), and syncing would add two all-reduces per norm layer per step. Deliberately
+    not an nn.BatchNorm subclass: Lightning's `sync_batchnorm` would replace it with an unmasked SyncBatchNorm, so
+    that switch leaves it alone (conf/trainer/ddp.yaml). Running estimates are rank 0's in the checkpoint.
     """
 
     def __init__(self, d_model: int, eps: float = 1e-5, momentum: float = 0.1) -> None:

@@ -27,6 +27,9 @@ class Throughput(pl.Callback):
     /proc/self/clear_refs), which counts what the process already held at the start (the run's own model and data,
     and whatever an earlier run left resident). Where the reset is refused (not Linux, some containers) it is the
     process's lifetime peak (`ru_maxrss`), and `memory_method` says so.
+
+    On a GPU a step is timed by CUDA events on the stream (never a synchronize, which would stall every step), read
+    once they have completed.
     """
 
     def __init__(self, warmup: int = 5) -> None:
@@ -36,6 +39,8 @@ class Throughput(pl.Callback):
         self.started = 0.0
         self.memory_method: str | None = None
         self.peak_memory_mb: float | None = None
+        self.start_event = None
+        self.timed: list[tuple] = []  # CUDA: (start, end) event pairs not yet read
 
     def on_fit_start(self, trainer, pl_module) -> None:
         device = pl_module.device
@@ -55,6 +60,7 @@ class Throughput(pl.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         device = pl_module.device
         if device.type == "cuda":
+            self.read_events(wait=True)
             self.peak_memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
             return
         peak_kb = proc_status_kb("VmHWM") if self.memory_method == "vmhwm_reset" else None
@@ -65,15 +71,30 @@ class Throughput(pl.Callback):
         self.peak_memory_mb = peak_kb / 2**10
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            self.start_event = torch.cuda.Event(enable_timing=True)
+            self.start_event.record()
         self.started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
         elapsed = time.perf_counter() - self.started
         self.steps += 1
-        if self.steps > self.warmup:
+        if self.steps <= self.warmup:
+            return
+        if pl_module.device.type != "cuda":
             self.seconds += elapsed
+            return
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self.timed.append((self.start_event, end))
+        self.read_events(wait=False)
+
+    def read_events(self, wait: bool) -> None:
+        """Adds the timed steps whose events have completed (all of them if `wait`)."""
+        while self.timed and (wait or self.timed[0][1].query()):
+            start, end = self.timed.pop(0)
+            end.synchronize()
+            self.seconds += start.elapsed_time(end) / 1000
 
     def steps_per_s(self) -> float | None:
         timed = self.steps - self.warmup

@@ -258,14 +258,10 @@ class RunState(pl.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         for logger in trainer.loggers:  # the log on disk reaches the checkpoint: a resume continues it whole
             logger.save()
-        checkpoint["lra"] = {
-            "format": FORMAT,
-            "fingerprint": self.fingerprint,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy_rng": numpy_state(),
-            "python_rng": random.getstate(),  # (int, tuple of ints, float | None): plain values
-        }
+        # Every rank calls this (rank 0 writes): under DDP each rank's RNG states are gathered, since dropout draws
+        # differ per rank and the resumed ranks must each continue their own stream.
+        states = gather_from_ranks(rng_states())
+        checkpoint["lra"] = {"format": FORMAT, "fingerprint": self.fingerprint, **states[0], "rank_rng": states}
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         state = checkpoint.get("lra")
@@ -275,11 +271,45 @@ class RunState(pl.Callback):
             )
         if state["fingerprint"] != self.fingerprint:
             raise different_configuration(state["fingerprint"], self.fingerprint)
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        set_numpy_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        ranks = state.get("rank_rng") or [state]
+        rank = trainer.global_rank
+        if len(ranks) != trainer.world_size and rank == 0:
+            print(f"warning: the checkpoint holds the RNG states of {len(ranks)} processes and this run has "
+                  f"{trainer.world_size}: the random stream (dropout) is not continued bit for bit", file=sys.stderr)
+        set_rng_states(ranks[rank] if rank < len(ranks) else ranks[0])
+
+
+def rng_states() -> dict:
+    """This process's RNG states as plain data. CUDA: the current device's only, so a run resumed with a different
+    number of visible GPUs still loads."""
+    return {
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        "numpy_rng": numpy_state(),
+        "python_rng": random.getstate(),  # (int, tuple of ints, float | None): plain values
+    }
+
+
+def set_rng_states(state: dict) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    cuda = state["cuda_rng"]
+    if isinstance(cuda, list):  # checkpoints before per-rank states kept every visible device's, by index
+        device = torch.cuda.current_device() if torch.cuda.is_available() else len(cuda)
+        cuda = cuda[device] if device < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
+    set_numpy_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+
+
+def gather_from_ranks(value: dict) -> list[dict]:
+    """`value` of every rank, in rank order (a collective under DDP: every rank must call it); [value] otherwise."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def numpy_state() -> dict:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import torch
 from pytorch_lightning.callbacks import Checkpoint
 
 from lra.run.checkpoints import validates_after_this_step
@@ -57,18 +58,29 @@ class Preemption(Checkpoint):
             signal.signal(signum, self.notice)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.signum is None or self.saved_at is not None or validates_after_this_step(trainer):
+        if self.saved_at is not None:
+            return
+        if trainer.world_size > 1:  # saving is a collective: every rank decides on the same signal
+            self.signum = agreed_signal(self.signum, pl_module.device)
+        if self.signum is None or validates_after_this_step(trainer):
             return  # a validation follows this step: save after it (on_validation_end)
         self.save(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if self.signum is not None and self.saved_at is None and not trainer.sanity_checking:
+        if self.saved_at is not None or trainer.sanity_checking:
+            return
+        if trainer.world_size > 1:  # a signal that came during validation, on some ranks only
+            self.signum = agreed_signal(self.signum, pl_module.device)
+        if self.signum is not None:
             self.save(trainer)
 
     def interrupted(self, trainer) -> None:
         """Lightning raised its SIGTERMException before a step ended (the signal came between our check and its
-        own, at the next step's start): the state is the last complete step's, so save it here instead."""
-        if self.signum is not None and self.saved_at is None:
+        own, at the next step's start): the state is the last complete step's, so save it here instead. Under DDP
+        Lightning raises it on every rank (it broadcasts rank 0's SIGTERM), so every rank saves, not only those
+        the signal reached."""
+        if self.saved_at is None:
+            self.signum = self.signum or signal.SIGTERM
             self.save(trainer)
 
     def save(self, trainer) -> None:
@@ -103,3 +115,12 @@ def requeue_job(job: str) -> str | None:
     if done.returncode != 0:
         return f"scontrol exited {done.returncode}: {(done.stderr or done.stdout).strip()[:200]}"
     return None
+
+
+def agreed_signal(signum: int | None, device: torch.device) -> int | None:
+    """The signal any rank saw (the highest number if several), on every rank: saving is a collective, so all ranks
+    must decide together, and SLURM may signal some ranks only. One all-reduce of one number per step."""
+    flag = torch.tensor([signum or 0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    agreed = int(flag.item())
+    return agreed or None

@@ -106,13 +106,14 @@ class MaskedLM(pl.LightningModule):
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cross-entropy and accuracy over the chosen positions, and whether there were any.
 
-        A batch with no chosen token (only on tiny inputs) has loss 0 and no gradient."""
+        A batch with no chosen token (only on tiny inputs) has loss 0 and no gradient. Every position goes through
+        the head and the unchosen ones are ignored: boolean indexing would wait for the device every step."""
         inputs, mask, targets = self.corrupt(batch)
         chosen = targets != IGNORE
-        logits = self.head(self.encoder.token_features(inputs, mask)[chosen]).float()
+        logits = self.head(self.encoder.token_features(inputs, mask)).float()  # [B, L, V]
         count = chosen.sum().clamp(min=1)
-        loss = F.cross_entropy(logits, targets[chosen], reduction="sum") / count
-        acc = (logits.argmax(-1) == targets[chosen]).sum() / count
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum") / count
+        acc = ((logits.argmax(-1) == targets) & chosen).sum() / count
         return loss, acc, chosen.any()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

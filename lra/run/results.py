@@ -17,6 +17,7 @@ from lra.atomic import write_text
 UNHASHED = (
     "seed", "data_dir", "output_dir", "ckpt_path", "resume", "requeue", "checkpoint_every", "logger", "on_chance",
     "chance", "pretrain.from", "headline", "recipe_models",
+    "model.compile",  # compiled or not: the same model, the same run
 )
 # Also free to change when resuming: how long to train and how the machine reads data.
 RESUMABLE = ("trainer.max_steps", "trainer.enable_progress_bar", "task.num_workers")

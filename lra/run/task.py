@@ -26,10 +26,12 @@ class LRATask(pl.LightningModule):
         self.model = model
         # The validation labels' histogram, for the stuck-at-chance check (lra.run.chance.ChanceWatch).
         self.val_label_counts = torch.zeros(n_classes, dtype=torch.long)
-        # LRA reports plain accuracy over examples: micro averaging.
-        self.accuracy = nn.ModuleDict(
-            {f"{split}_acc": MulticlassAccuracy(n_classes, average="micro") for split in ("train", "val", "test")}
-        )
+        # LRA reports plain accuracy over examples: micro averaging. validate_args=False: its input checks
+        # (torch.unique over the labels) would wait for the device every step.
+        self.accuracy = nn.ModuleDict({
+            f"{split}_acc": MulticlassAccuracy(n_classes, average="micro", validate_args=False)
+            for split in ("train", "val", "test")
+        })
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch)
@@ -41,7 +43,9 @@ class LRATask(pl.LightningModule):
         metric(logits, batch["label"])
         on_step = split == "train"
         size = batch["label"].shape[0]
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=size)
+        # Epoch means averaged over DDP ranks (sync_dist), so decisions on val/loss (on_chance) agree on every rank.
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=size,
+                 sync_dist=not on_step)
         self.log(f"{split}/acc", metric, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=size)
         return loss
 

@@ -18,6 +18,7 @@ from lra.run.chance import ChanceWatch, attempt, begin_restart, check_chance
 from lra.run.checkpoints import requeued, resume_path, verified
 from lra.run.loggers import wandb_run_dir
 from lra.run.optim import OptimSettings
+from lra.run.precision import set_matmul_precision
 from lra.run.pretrain import Pretrained, self_pretrain
 from lra.run.results import Results, config_hash, git_commit, resume_fingerprint
 from lra.run.rundir import claimed, finished_results, record_config
@@ -54,6 +55,7 @@ def run(cfg: DictConfig) -> float:
     """Train and test one configuration; returns best-val accuracy (what sweeps optimise)."""
     check_config(cfg)
     check_chance(cfg)
+    set_matmul_precision(cfg.matmul_precision)
     output_dir = Path(cfg.output_dir).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lra.models.mixers.base import HeadedMixer, Mixer, attend_all_if_empty, within
+from lra.models.mixers.base import PADDED, HeadedMixer, Mixer, attend_all_if_empty, within
 from lra.models.mixers.registry import register
 
 # Queries per block of the CPU dropout path: small enough to keep each block's [B, H, Q, L] weights in cache.
@@ -68,6 +68,7 @@ class Attention(HeadedMixer):
     """
 
     released = True
+    uses_state = True  # reads the encoder's `padded`: a batch without padding attends with no mask
 
     def attend(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
         """Queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None) -> [B, L, D]."""
@@ -100,9 +101,12 @@ class Attention(HeadedMixer):
         self.window = window
         return True
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        # No padding anywhere in the batch (known on the host, lra.models.encoder.PADDED): no mask, which lets SDPA
+        # pick FlashAttention on a GPU; a boolean mask rules it out.
+        unpadded = state is not None and state.get(PADDED) is False
         if self.impl != "release" or not self.released:
-            return self.attend(x, x, mask)
+            return self.attend(x, x, None if unpadded else mask)
         q, k, v = self.heads(x)
         y = self.core(q, k, v, self.banded(key_padding_mask(mask), x))
         return self.finish(release_padded_rows(y, k, v, mask, self.dropout if self.training else 0.0))

@@ -21,7 +21,10 @@ a mixer overrides only what differs:
 - `uses_heads = True`: the mixer splits `d_model` into `n_heads` heads, so `d_model % n_heads` must be 0.
 - `uses_state = False`: True makes the encoder call `mixer(x, mask, state=state)` with one dict per encoder
   forward, shared by all layers, to read and write in place (Luna's packed sequence). Called without `state` the
-  mixer must still work (start afresh).
+  mixer must still work (start afresh). The state also holds `PADDED` (below): False when the batch has no
+  padding. `follows_state()`: the encoder calls it on a `uses_state` mixer that an earlier layer of the same class
+  precedes, so that the state always holds what that earlier layer wrote: drop what the mixer only uses to start
+  the state (Luna's P), or DDP finds parameters that never get a gradient.
 - `ssm_params = ()`: names of the mixer's own parameters (as in its `named_parameters()`) that form a separate
   optimiser group: `optim.ssm_lr` (null = `optim.lr`) and no weight decay, as state-space models train their
   recurrence (S4D's step and A, the LRU's lambda). `no_decay_params = ()`: parameters at `optim.lr` without weight
@@ -52,6 +55,10 @@ import torch
 from torch import nn
 
 from lra.errors import LRAError
+
+# The key of the encoder's per-forward state that says whether the batch may hold padding: False only when the
+# host knows it holds none (the batch's `padded`, lra.data.base.to_batch), so a mixer can skip its mask.
+PADDED = "padded"
 
 # model.impl: the method as its paper defines it, or as the LRA release code computed it.
 IMPLS = ("paper", "release")
@@ -140,6 +147,9 @@ class Mixer(nn.Module):
 
     def restrict(self, window: int | None) -> bool:
         return False
+
+    def follows_state(self) -> None:
+        return None
 
     @classmethod
     def queries_and_keys(cls) -> bool:

@@ -245,7 +245,7 @@ class BigBirdRelease(BlockMixerBase):
         scores = [qb @ neighbours(kb, 1, 1, dim=2).transpose(-1, -2)]
         valid = [window_valid]
         values = [lambda p: p @ window_v]
-        glob = block[[0, last]] if n_blocks > 1 else block[:1]
+        glob = block[0 : last + 1 : last] if n_blocks > 1 else block[:1]  # blocks 0 and last, a view: no host list
         global_k, global_v = kb[:, :, glob].flatten(2, 3), vb[:, :, glob].flatten(2, 3)
         scores.append(shared_scores(qb, global_k))
         valid.append(real_b[:, glob].flatten(1, 2)[:, None, None, None, :])

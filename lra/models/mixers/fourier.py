@@ -86,6 +86,9 @@ def mix_rfft(x: torch.Tensor) -> torch.Tensor:
     """x [N, L, D] -> Re Y [N, L, D]: rfft2, then one gather rebuilds the hidden frequencies above D/2."""
     n, length, hidden = x.shape
     index = rebuild_index(length, hidden, x.device)
+    if torch.compiler.is_compiling():  # one graph: the compiler fuses the gather; chunking would break the graph
+        spectrum = torch.view_as_real(torch.fft.rfft2(x)).reshape(n, -1)
+        return torch.gather(spectrum, 1, index.expand(n, -1)).view_as(x)
     out = torch.empty_like(x)
     chunk = n if x.device.type != "cpu" else max(torch.get_num_threads(), CHUNK_ELEMENTS // max(1, length * hidden))
     for start in range(0, n, chunk):

@@ -18,6 +18,7 @@ from lra.errors import LRAError
 from lra.models.dct import dct, dct_resample, idct
 from lra.models.mixers.attention import Attention, key_padding_mask
 from lra.models.mixers.registry import register
+from lra.models.precision import no_autocast
 
 
 def kept_length(n: int, keep: float) -> int:
@@ -118,7 +119,7 @@ class CodeShorten(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start = int(self.cls)
         length = min(math.ceil(x.shape[1] * self.keep), x.shape[1] - start)
-        with torch.autocast(x.device.type, enabled=False):
+        with no_autocast(x):
             x = x.to(torch.promote_types(x.dtype, torch.float32))
             short = idct(dct(x[:, start:], dim=1).narrow(1, 0, length), dim=1)  # [B, M, D]
             x = torch.cat([x[:, :start], short], dim=1)
@@ -150,11 +151,11 @@ class FourierTransformerRelease(FourierTransformerAttention):
         self.shortens = True  # this layer's projections run in float32 too, as the shortening layer's there
         return CodeShorten(self.keep, cls)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        kind = x.device.type
-        with torch.autocast(kind, enabled=False) if self.shortens else contextlib.nullcontext():
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        # Their code masks every key (no PADDED shortcut): `state` is taken only as every Attention takes it.
+        with no_autocast(x) if self.shortens else contextlib.nullcontext():
             q, k, v = self.heads(x)
-        with torch.autocast(kind, enabled=False):
+        with no_autocast(x):
             wide = torch.promote_types(q.dtype, torch.float32)
             y = self.core(q.to(wide), k.to(wide), v.to(wide), key_padding_mask(mask))
         return self.finish(y)

@@ -21,7 +21,8 @@ class Luna(Mixer):
     P (`proj_len` x D) starts as a learned parameter. Through the encoder's shared `state` the next Luna layer
     takes P + P' as its P: a residual stream that each layer layer-normalises on entry (the paper's
     P_A = LayerNorm(P' + P), with the norm moved to the consuming layer so that a lone layer uses all its
-    parameters). Called without `state` (the plain mixer contract) a layer starts from its own parameter.
+    parameters). Called without `state` (the plain mixer contract) a layer starts from its own parameter; only the
+    first Luna layer of an encoder has one (`follows_state`).
     Padded tokens are never packed, so they cannot reach real positions.
     """
 
@@ -37,9 +38,15 @@ class Luna(Mixer):
         self.pack = Attention(d_model, n_heads, proj_len, dropout, **inner)
         self.unpack = Attention(d_model, n_heads, max_len, dropout, **inner)
 
+    def follows_state(self) -> None:
+        """A later layer always takes P from the state: its own would get no gradient (DDP stops on that)."""
+        self.p = None
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         p = state.get(CARRY) if state is not None else None
         if p is None:
+            if self.p is None:
+                raise LRAError("a Luna layer after the first reads P from the encoder's state: call it with state")
             p = self.p.to(x.dtype).expand(x.shape[0], -1, -1)
         packed = self.pack.attend(self.p_norm(p).to(x.dtype), x, mask)
         if state is not None:

@@ -109,6 +109,7 @@ class PerformerMixer(KernelMixer):
         generator = torch.Generator().manual_seed((self.feature_seed * 1_000_003 + index) % 2**63)
         return orthogonal_gaussian(self.num_features, self.head_dim, generator)
 
+    @torch.compiler.disable  # outside the compiled graph: a guard on the changing int would recompile every step
     @torch.no_grad()
     def redraw_if_due(self) -> None:
         if self.redraw_every and self.passes and self.passes % self.redraw_every == 0:
@@ -159,6 +160,11 @@ def release_features(num_features: int, dim: int, seed: int) -> torch.Tensor:
     rows = q.transpose(-1, -2).reshape(blocks * dim, dim)[:num_features]
     lengths = torch.randn(num_features, dim, generator=generator, dtype=torch.float64).norm(dim=-1, keepdim=True)
     return (rows * lengths).float()
+
+
+@functools.lru_cache(maxsize=16)
+def release_features_on(num_features: int, dim: int, seed: int, device: torch.device) -> torch.Tensor:
+    return release_features(num_features, dim, seed).to(device)
 
 
 def release_softmax_features(x: torch.Tensor, projection: torch.Tensor, is_query: bool) -> torch.Tensor:
@@ -232,12 +238,17 @@ class PerformerRelease(KernelMixer):
             if redraw_every == 0:
                 self.register_buffer("projection", release_features(num_features, self.head_dim, 0).clone(), False)
 
+    @torch.compiler.disable  # the seed is data: outside the graph, else every new seed would recompile it
+    def redrawn(self, q: torch.Tensor) -> torch.Tensor:
+        """The features of the batch's query seed, on q's device (made and copied there once per seed)."""
+        return release_features_on(self.num_features, self.head_dim, query_seed(q), q.device)
+
     def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.kernel == "relu":
             phi_q, phi_k = F.relu(q) + RELU_EPSILON, F.relu(k) + RELU_EPSILON
             return unmasked_linear_attention(phi_q, phi_k, v, 0.0)
         if self.redraw_every:
-            projection = release_features(self.num_features, self.head_dim, query_seed(q)).to(q.device)
+            projection = self.redrawn(q)
         else:
             projection = self.projection.float()
         phi_q = release_softmax_features(q, projection, is_query=True)

@@ -3,6 +3,7 @@ release's own sets (`SparseRelease`, impl=release) differ from the paper's."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -180,4 +181,10 @@ class SparseRelease(SparseAttention):
 
     def _summary_columns(self, stride: int, c: int, device: torch.device) -> slice | torch.Tensor:
         """Fixed2's positions: the first of the block and the last c (one set when a short block has both)."""
-        return torch.tensor(sorted({0, *range(stride - c, stride)}), device=device)
+        return summary_columns(stride, c, device)
+
+
+@functools.lru_cache(maxsize=16)
+def summary_columns(stride: int, c: int, device: torch.device) -> torch.Tensor:
+    """Made once per shape and device: a new tensor per forward would copy from the host every step."""
+    return torch.tensor(sorted({0, *range(stride - c, stride)}), device=device)
