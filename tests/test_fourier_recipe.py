@@ -11,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lra.data.build import build_datamodule
 from lra.models import build_model, count_parameters
 from lra.models.mixers.fourier_transformer import FourierTransformerRelease
 from lra.run.config import CONF_DIR, choices, compose_train
-from lra.run.train import build_datamodule, run
+from lra.run.train import run
 from tests.helpers import tiny_run_overrides
 from tests.task_fixtures import MAKERS
 

@@ -98,5 +98,10 @@ class Results:
         return write_text(run_dir / "results.json", json.dumps(self.record(), indent=2, sort_keys=False) + "\n")
 
 
+def read_results(path: Path) -> dict:
+    """A results.json as written (a finished run's record, read back when it is submitted again)."""
+    return json.loads(Path(path).read_text())
+
+
 # The keys every results.json has.
 FIELDS = tuple(f.name for f in fields(Results) if f.default is MISSING)
