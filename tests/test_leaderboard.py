@@ -403,3 +403,23 @@ def test_two_recipes_in_one_multirun_each_beside_its_own_published_row(tmp_path,
     capsys.readouterr()
     assert report.main([str(sweep), "--out", str(only), "--recipe", "skyformer"]) == 1
     assert "--recipe skyformer: no run has that recipe; the runs' recipes: nystrom, xformers" in capsys.readouterr().err
+
+
+def test_same_counts_one_config_hash_as_another(tmp_path, capsys):
+    # Seeds of one configuration whose hashes differ (keys added to the code between the runs): apart by default,
+    # one entry of three seeds with --same, and the table says so.
+    runs = tmp_path / "runs"
+    write_result(runs, "s0", seed=0, test_acc=0.30, config_hash="old0")
+    write_result(runs, "s1", seed=1, test_acc=0.40, config_hash="new1")
+    write_result(runs, "s2", seed=2, test_acc=0.50, config_hash="new1")
+    out = tmp_path / "board"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    assert set(read_csv(out / "leaderboard.csv")) == {("listops", "fnet", "old0"), ("listops", "fnet", "new1")}
+    assert report.main([str(runs), "--out", str(out), "--same", "old0=new1"]) == 0
+    table = read_csv(out / "leaderboard.csv")
+    assert list(table) == [("listops", "fnet", "new1")]
+    assert table[("listops", "fnet", "new1")]["test_acc_pct_mean"] == "40.0"
+    assert "config old0 counted as config new1 (--same)" in (out / "leaderboard.md").read_text()
+    with pytest.raises(SystemExit):
+        report.main([str(runs), "--out", str(out), "--same", "old0"])
+    assert "HASH=AS_HASH" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lra.leaderboard.load import Run
@@ -69,12 +69,14 @@ class Entry:
         return None if value is None or ours is None else ours - value
 
 
-def aggregate(runs: Iterable[Run]) -> list[Entry]:
+def aggregate(runs: Iterable[Run], same: Mapping[str, str] | None = None) -> list[Entry]:
     """Group by (task, model, config_hash, recipe); mark per (recipe family, task, model) the configuration with the
-    best mean val acc."""
+    best mean val acc. `same` maps a config hash to the one it counts as (seeds of one configuration run by two
+    versions of the code, whose configs differ only by keys added at their old behaviour: the user's call)."""
+    same = same or {}
     entries: dict[tuple[str, str, str, str], Entry] = {}
     for run in runs:
-        key = (run.task, run.model, run.config_hash, run.recipe)
+        key = (run.task, run.model, same.get(run.config_hash, run.config_hash), run.recipe)
         entries.setdefault(key, Entry(*key)).runs.append(run)
     by_cell: dict[tuple[str, str, str], list[Entry]] = {}
     for entry in entries.values():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lra.atomic import write_text
@@ -40,6 +40,7 @@ DEFAULT_DIRS = ("outputs", "multirun")
 def build(
     targets: Sequence[Path], projects: Sequence[str], out: Path, strict: bool = False,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr), recipe: str | None = None,
+    same: Mapping[str, str] | None = None,
 ) -> tuple[list[Entry], str]:
     """Gather, aggregate and write the three files; returns the entries and the markdown."""
     files = find_results(targets)
@@ -58,7 +59,9 @@ def build(
         raise LRAError(f"no results found in {where}; train first (python train.py ...) or pass run directories")
     if recipe is not None:
         runs = of_recipe(runs, recipe)
-    entries = aggregate(runs)
+    entries = aggregate(runs, same)
+    if same:
+        notes = [*notes, *(f"config {old} counted as config {new} (--same)" for old, new in same.items())]
     sources = [*map(str, targets), *(f"W&B {p}" for p in projects)]
     markdown = render_markdown(entries, notes, sources, recipe_family(recipe) if recipe else None)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,12 +90,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipe", metavar="NAME",
                         help="only this protocol's runs and published rows (nystrom, lra, ...; or nystrom/listops)")
     parser.add_argument("--strict", action="store_true", help="a malformed results.json is an error, not skipped")
+    parser.add_argument("--same", action="append", default=[], metavar="HASH=AS_HASH",
+                        help="count config HASH as AS_HASH: seeds of one configuration run by two versions of the "
+                        "code, whose config.yaml differ only by keys added at their old behaviour (diff them first)")
     args = parser.parse_args(argv)
+    same = {}
+    for pair in args.same:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            parser.error(f"--same {pair!r}: give HASH=AS_HASH, two config hashes from results.json")
+        same[old] = new
     targets = args.run_dirs or [Path(d) for d in DEFAULT_DIRS if Path(d).is_dir()]
     try:
         if not targets and not args.wandb:
             raise LRAError("no outputs/ or multirun/ here and no --wandb; pass the run directories to read")
-        _, markdown = build(targets, args.wandb, args.out, args.strict, recipe=args.recipe)
+        _, markdown = build(targets, args.wandb, args.out, args.strict, recipe=args.recipe, same=same)
     except LRAError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
