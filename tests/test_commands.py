@@ -14,6 +14,7 @@ COMMANDS = {
     "data_prep.listops": "--max-length",
     "data_prep.pathfinder": "--difficulty",
     "lra.bench": "--models",
+    "lra.bench.gpu": "--smoke",
     "lra.bench.scan": "--states",
     "lra.bench.mixing": "--hidden",
     "lra.bench.loader": "--data-dir",

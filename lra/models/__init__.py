@@ -58,6 +58,8 @@ def build_model(model: Mapping, task: Mapping, mask_token: bool = False) -> Clas
         task.get("interaction", "paper"), base.head,
     )
     classifier = initialise(classifier, base.init)
+    if not isinstance(base.compile, bool):
+        raise LRAError(f"model.compile={base.compile!r} must be true or false")
     if base.compile:
         compile_blocks(encoder)
     return classifier
