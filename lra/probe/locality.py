@@ -42,7 +42,7 @@ def accuracy(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], devic
     correct = torch.zeros((), dtype=torch.long, device=device)
     total = 0
     for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}  # `padded`: a host flag
         correct += (model(batch).argmax(-1) == batch["label"]).sum()
         total += batch["label"].shape[0]
     if not total:
@@ -115,7 +115,7 @@ def load_model(cfg: DictConfig, checkpoint: Path) -> nn.Module:
 
 
 def test_batches(cfg: DictConfig) -> list[dict[str, torch.Tensor]]:
-    from lra.run.train import build_datamodule
+    from lra.data.build import build_datamodule
 
     datamodule = build_datamodule(cfg.task, int(cfg.seed))
     datamodule.prepare_data()
