@@ -83,7 +83,7 @@ def test_peer_errors_are_one_line(peer_dir, tmp_path, capsys):
 
 
 # --peers hf: HF transformers' implementations (lra.bench.hf_peers), at tiny sizes; skipped without transformers.
-HF_PAIRS = ("fnet-sublayer", "fnet", "nystromformer", "bigbird", "reformer", "longformer")
+HF_PAIRS = ("fnet-sublayer", "fnet", "fnet-own", "nystromformer", "bigbird", "reformer", "longformer")
 
 
 def test_hf_peers_time_every_method_and_write_ratios(tmp_path, capsys):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from lra.errors import LRAError
 from lra.models import build_model
 from lra.models.dct import dct, dct_resample, idct
-from lra.models.encoder import Block
+from lra.models.lra_block import Block
 from lra.models.mixers import build_mixer
 from lra.models.mixers.attention import Attention
 from lra.models.mixers.fourier import FourierMixer

@@ -11,10 +11,14 @@ Pairs (`PAIRS`, each with what differs between the two sides):
 - `fnet-sublayer`: the Fourier sublayer alone, FNetBasicFourierTransform against `lra.models.mixers.fourier.
   fourier_mix`, on the same x [batch, length, 64]: forward, a fixed random projection of the output as the loss,
   backward to x (no parameters, so no optimizer). The record has their outputs' largest difference.
+- `fnet-own`: HF's FNetForSequenceClassification against ours as FNet's own code builds it (`model.block=fnet
+  model.init=fnet model.head=linear`, which computes HF's FNetModel given its weights): the like-for-like FNet pair.
 - whole models, `<Name>ForSequenceClassification` against our conf/model: `fnet`, `nystromformer`, `bigbird`
   (attention_type="block_sparse"), `reformer` (attn_layers all "lsh"), `longformer` (CLS global): embeddings,
   2 layers, d 64, FFN 128 (GELU), 2 heads, dropout 0.1, attention dropout 0, learned positions, a classification
   head on position 0, cross-entropy, backward, AdamW.
+
+`--compile`: ours with `model.compile=true` (torch.compile per block), HF eager.
 
 Both sides see --length positions in every layer: ours gets length - 1 tokens and prepends its CLS, HF gets length
 tokens and reads position 0. Random tokens in [1, 257) (the Text task's bytes; HF's pad id is set to 0, which never
@@ -75,6 +79,15 @@ def bert_sizes(vocab: int, heads: bool = True) -> dict:
 def hf_fnet(T, length: int, vocab: int):
     config = T.FNetConfig(**bert_sizes(vocab, heads=False), max_position_embeddings=length,
                           use_tpu_fourier_optimizations=False)
+    return T.FNetForSequenceClassification(config)
+
+
+def hf_fnet_own(T, length: int, vocab: int):
+    """HF's FNet as the f_net code: tanh GELU, 4 token-type rows. HF's default `gelu_new` computes that GELU in
+    Python tensor ops (about 5x this whole step's time at L 1024, d 64 on one CPU thread); `gelu_pytorch_tanh` is
+    the same function as one kernel, as ours, so the pair compares the models and not the activation's code."""
+    sizes = {**bert_sizes(vocab, heads=False), "hidden_act": "gelu_pytorch_tanh", "type_vocab_size": 4}
+    config = T.FNetConfig(**sizes, max_position_embeddings=length, use_tpu_fourier_optimizations=False)
     return T.FNetForSequenceClassification(config)
 
 
@@ -163,6 +176,16 @@ PAIRS = {
         "position 0 then a linear classifier; ours: token + position embeddings, a learned CLS vector, dropout "
         "after the mixer and inside and after the FFN, head Dense(128) -> ReLU -> Dense",
     ),
+    "fnet-own": HFPair(
+        "FNet, its own code's block (whole model)", "fnet", hf_fnet_own, mask=False,
+        options=lambda length: {"block": "fnet", "init": "fnet", "head": "linear"},
+        differs="the same model on both sides (ours: model.block=fnet model.init=fnet model.head=linear, which "
+        "computes HF's FNetModel weight for weight, tests/test_fnet_block.py): embeddings with a token-type row, "
+        "LayerNorm and a d x d projection, dropout in the embeddings and after each FFN only, tanh GELU, LN eps "
+        "1e-12, tanh pooler on position 0, a linear classifier; HF also drops out before its classifier and reads "
+        "a token at position 0 where ours prepends a learned CLS vector (d parameters more); our Fourier as in "
+        "fnet-sublayer",
+    ),
     "nystromformer": HFPair(
         f"nystromformer ({LANDMARKS} landmarks, conv 35)", "nystromformer", hf_nystromformer,
         options=lambda length: {"num_landmarks": LANDMARKS, "conv_kernel_size": 35}, multiple=LANDMARKS,
@@ -238,7 +261,7 @@ def bench_pair(pair: HFPair, T, args: argparse.Namespace) -> dict:
     """Our model and HF's for `pair`, timed interleaved; a record with both medians and the ratio."""
     length = args.length
     torch.manual_seed(0)
-    ours, task = build_ours(pair.ours, pair.options(length), length)
+    ours, task = build_ours(pair.ours, {**pair.options(length), "compile": args.compile}, length)
     ours.train()
     vocab = int(task["vocab_size"])
     batch = random_batch(task, args.batch, length - 1, torch.device("cpu"))
@@ -255,8 +278,8 @@ def bench_pair(pair: HFPair, T, args: argparse.Namespace) -> dict:
     }
     seconds = interleaved(steps, args.pairs, args.warmup)
     note = pair.ran(theirs) if pair.ran else ""
-    return record(pair.label, length, seconds, count_parameters(theirs), count_parameters(ours), pair.differs,
-                  note=note)
+    return record(pair.label + (" (ours compiled)" if args.compile else ""), length, seconds,
+                  count_parameters(theirs), count_parameters(ours), pair.differs, note=note, ours_compiled=args.compile)
 
 
 def record(label: str, length: int, seconds: dict, n_peer: int, n_ours: int, differs: str, **extra) -> dict:
@@ -291,9 +314,9 @@ def bench_hf(args: argparse.Namespace) -> dict:
             raise LRAError(f"--length {args.length}: HF's {pair.ours} needs a multiple of {pair.multiple} "
                            f"(e.g. {math.lcm(LANDMARKS, CHUNK) * 8})")
     T = import_transformers()
-    print(f"peers hf (transformers {T.__version__}): batch {args.batch}, length {args.length}, {args.warmup} "
-          f"warm-up step(s) each, median of {args.pairs} interleaved pairs, {torch.get_num_threads()} thread(s)",
-          flush=True)
+    print(f"peers hf (transformers {T.__version__}): batch {args.batch}, length {args.length}, "
+          f"{'ours compiled, ' if args.compile else ''}{args.warmup} warm-up step(s) each, median of {args.pairs} "
+          f"interleaved pairs, {torch.get_num_threads()} thread(s)", flush=True)
     records = []
     for name in names:
         try:
@@ -313,7 +336,7 @@ def bench_hf(args: argparse.Namespace) -> dict:
             print(f"  {r['pair']}: {r['differs']}")
     payload = {"kind": "peers-hf", **environment(torch.device("cpu")), "transformers": T.__version__,
                "batch": args.batch, "length": args.length, "pairs": args.pairs, "warmup": args.warmup,
-               "results": records}
+               "ours_compiled": args.compile, "results": records}
     path = Path(args.out) / "peers_hf.json"
     write_json(path, payload)
     print(f"wrote {path}")
@@ -330,6 +353,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=5, help="interleaved (HF, ours) timings; medians reported")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps of each side first")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--compile", action="store_true",
+                   help="ours with model.compile=true (torch.compile per block; compiled in the warm-up); HF eager")
     p.add_argument("--out", default="outputs/bench", help="directory for peers_hf.json")
     return p.parse_args(argv)
 

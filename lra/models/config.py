@@ -44,6 +44,7 @@ class ModelConfig:
     vocab_rows: int | None = field(metadata={"check": None})  # rows of the token table (lra.models.token_rows)
     pos_rows: int | None = encoder()  # rows of the position table; null = the input length
     compile: bool = field()  # torch.compile each encoder block (lra.models.compiled)
+    block: str = encoder()  # lra: the LRA release's block | fnet: FNet's own code's (lra.models.fnet_block)
 
     def encoder_options(self) -> dict:
         """The keys lra.models.encoder.Encoder takes as they are."""

@@ -6,6 +6,9 @@ zero biases; docs/reference.md#init): it changes where training starts, so a rep
 numbers uses it. `torch` keeps PyTorch's defaults. Token embeddings are N(0, 1) under both, as in the release.
 `small_embed` is what the Nystromformer LRA code and the ports built on it initialised: PyTorch's dense defaults,
 token embeddings N(0, 0.02) (learned positions are N(0, 0.02) under every scheme; docs/reference.md#small-protocols).
+`fnet` is the f_net code's (FNet's own code, lra.models.fnet_block): every Dense kernel, bias and embedding N(0, 0.02),
+the CLS vector too, except the layers a module names as built with flax's defaults (`flax_dense`: lecun-normal
+kernel and zero bias; `flax_zero_bias`: zero bias).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from torch import nn
 
 from lra.errors import LRAError
 from lra.models.classifier import Classifier
-from lra.models.mixers.base import HeadedMixer, Mixer
+from lra.models.mixers.base import HeadedMixer
 
-INITS = ("torch", "release", "small_embed")
+INITS = ("torch", "release", "small_embed", "fnet")
+FNET_STD = 0.02  # the f_net code's default_kernel_init and default_bias_init
 
 
 def initialise(module: nn.Module, scheme: str) -> nn.Module:
@@ -41,6 +45,8 @@ def initialise(module: nn.Module, scheme: str) -> nn.Module:
             lecun_normal_(dense.weight)
             if dense.bias is not None:
                 nn.init.zeros_(dense.bias)
+    if scheme == "fnet":
+        fnet_init(module)
     if scheme == "small_embed":
         for layer in module.modules():
             if isinstance(layer, nn.Embedding):
@@ -56,13 +62,33 @@ def lecun_normal_(weight: torch.Tensor) -> None:
         nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+def fnet_init(module: nn.Module) -> None:
+    """`model.init=fnet` (see the module docstring)."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(layer.weight, std=FNET_STD)
+            if isinstance(layer, nn.Linear) and layer.bias is not None:
+                nn.init.normal_(layer.bias, std=FNET_STD)
+            if isinstance(getattr(layer, "cls", None), nn.Parameter):  # a learned CLS: a word embedding row there
+                nn.init.normal_(layer.cls, std=FNET_STD)
+        for layer in declared_layers(module, "flax_dense"):
+            lecun_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        for layer in declared_layers(module, "flax_zero_bias"):
+            nn.init.zeros_(layer.bias)
+
+
+def declared_layers(module: nn.Module, attribute: str) -> list[nn.Linear]:
+    """The dense layers that the modules inside `module` name in `attribute` (`flax_dense`, `flax_zero_bias`)."""
+    return [getattr(sub, name) for sub in module.modules() for name in getattr(sub, attribute, ())]
+
+
 def flax_dense_layers(module: nn.Module) -> list[nn.Linear]:
     """The dense layers the release built with flax's nn.Dense defaults: every classifier head's (lra.models.classifier)
-    and those a mixer names in `flax_dense`."""
-    layers: list[nn.Linear] = []
+    and those a module names in `flax_dense` (Sinkhorn's sort net, FNet's embedding projection)."""
+    layers = declared_layers(module, "flax_dense")
     for sub in module.modules():
-        if isinstance(sub, Mixer):
-            layers += [getattr(sub, name) for name in sub.flax_dense]
         if isinstance(sub, Classifier):
             layers += [layer for layer in sub.head if isinstance(layer, nn.Linear)]
     return layers

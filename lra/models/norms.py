@@ -65,9 +65,9 @@ class MaskedBatchNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}, momentum={self.momentum}, masked statistics"
 
 
-def make_norm(norm_type: str, d_model: int) -> nn.Module:
+def make_norm(norm_type: str, d_model: int, eps: float = 1e-5) -> nn.Module:
     if norm_type == "layer":
-        return LayerNorm(d_model)
+        return LayerNorm(d_model, eps=eps)
     if norm_type == "batch":
-        return MaskedBatchNorm(d_model)
+        return MaskedBatchNorm(d_model, eps=eps)
     raise LRAError(f"model.norm_type={norm_type!r} is not a normalisation; use one of: {', '.join(NORM_TYPES)}")

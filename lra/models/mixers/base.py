@@ -41,6 +41,9 @@ a mixer overrides only what differs:
   filter); "normed" (pre-norm blocks only): the layer's normalised input, which then *is* the residual stream, the
   raw one not carried on (the Fourier Transformer code's layer 0). A resizer that returns an all-True mask ends
   masking from there on: later layers, the final norm and the pooling treat every position as real.
+- `first_row(x, mask) -> [B, 1, D]`: the output at position 0 alone, for a last layer whose other positions nothing
+  reads (pool=cls or first: lra.models.encoder.Encoder.reads_first_only). Default: the whole output's first row; a
+  mixer overrides it where position 0 costs less by itself (FNet: one DFT of the column sums).
 - `flax_dense = ()`: names of the mixer's nn.Linear submodules that the release built with flax's `nn.Dense`
   defaults (lecun-normal kernel, zero bias), which `model.init=release` gives them instead of xavier (Sinkhorn's
   sort-net logits).
@@ -151,6 +154,9 @@ class Mixer(nn.Module):
     def follows_state(self) -> None:
         return None
 
+    def first_row(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self(x, mask)[:, :1]
+
     @classmethod
     def queries_and_keys(cls) -> bool:
         """Whether the mixer scores queries against keys of its own sequence (what rotary positions rotate)."""
@@ -176,7 +182,8 @@ def declared_parameters(model: nn.Module, attribute: str) -> list[nn.Parameter]:
 
 
 class HeadedMixer(Mixer):
-    """Multi-head mixers: one fused bias-free input projection `qkv` (as the released LRA Transformer) to the
+    """Multi-head mixers: one fused bias-free input projection `qkv` (as the released LRA Transformer; `qkv_bias`:
+    with biases, as FNet's own code's attention, which the encoder asks for under model.block=fnet) to the
     attention width `qkv_dim`, and an output projection `out` back to d_model (bias-free under impl=release for the
     methods the release has, as released). Every attention-like mixer lays out its weights this way, so they
     copy over one to one.
@@ -187,10 +194,12 @@ class HeadedMixer(Mixer):
 
     roles: str = "qkv"
 
-    def __init__(self, d_model: int, n_heads: int, max_len: int, dropout: float, **base) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, max_len: int, dropout: float, qkv_bias: bool = False, **base
+    ) -> None:
         super().__init__(d_model, n_heads, max_len, dropout, **base)
         self.head_dim = self.qkv_dim // n_heads
-        self.qkv = nn.Linear(d_model, len(self.roles) * self.qkv_dim, bias=False)
+        self.qkv = nn.Linear(d_model, len(self.roles) * self.qkv_dim, bias=qkv_bias)
         self.out = nn.Linear(self.qkv_dim, d_model, bias=not (self.impl == "release" and self.released))
         if self.rotary and self.head_dim % 2:
             raise LRAError(f"model.pos=rotary needs an even head width; {self.qkv_dim} / {n_heads} heads is odd")
@@ -209,9 +218,9 @@ class HeadedMixer(Mixer):
 
     def cross_heads(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries from `x` [B, L, D], keys and values from `context` [B, M, D], with the same "qkv" weights."""
-        w = self.qkv_dim
-        q = nn.functional.linear(x, self.qkv.weight[:w])
-        k, v = nn.functional.linear(context, self.qkv.weight[w:]).chunk(2, dim=-1)
+        w, bias = self.qkv_dim, self.qkv.bias
+        q = nn.functional.linear(x, self.qkv.weight[:w], None if bias is None else bias[:w])
+        k, v = nn.functional.linear(context, self.qkv.weight[w:], None if bias is None else bias[w:]).chunk(2, dim=-1)
         return split_heads(q, self.n_heads), split_heads(k, self.n_heads), split_heads(v, self.n_heads)
 
     def finish(self, y: torch.Tensor, length: int | None = None) -> torch.Tensor:

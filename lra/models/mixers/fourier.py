@@ -82,6 +82,12 @@ def dft_matrices(
     return torch.cat([cos_l, sin_l], 0), cos_d, sin_d
 
 
+@functools.lru_cache(maxsize=4)
+def hidden_cosines(hidden: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """C_D [D, D], cos(2 pi j k / D): the real part of the DFT over the hidden axis (FourierMixer.first_row)."""
+    return dft_cos_sin(hidden, dtype, device)[0]
+
+
 def mix_rfft(x: torch.Tensor) -> torch.Tensor:
     """x [N, L, D] -> Re Y [N, L, D]: rfft2, then one gather rebuilds the hidden frequencies above D/2."""
     n, length, hidden = x.shape
@@ -171,6 +177,14 @@ class FourierMixer(Mixer):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return fourier_mix(x, self.path)
+
+    def first_row(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Row 0 of Re(FFT_seq(FFT_hidden x)) is Re(FFT_hidden(sum over positions)): one [D, D] cosine product
+        of the column sums, O(L D) instead of the whole mix. x [B, L, D] -> [B, 1, D]."""
+        total = x.to(compute_dtype(x.dtype)).sum(1, keepdim=True)  # [B, 1, D]
+        with no_autocast(total):
+            y = total @ hidden_cosines(x.shape[-1], x.device, total.dtype)
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"path={self.path!r}"
