@@ -66,9 +66,10 @@ def train_py(argv: list[str], monkeypatch) -> int:
 
 
 def start(args: list[str], wandb: str = "disabled") -> subprocess.Popen:
-    """`python train.py ARGS` as its own process (to be killed, signalled), its output piped."""
+    """`python train.py ARGS` as its own process (to be killed, signalled), its output piped; in its own process
+    group, so that a test can signal it and its DataLoader workers at once, as scancel does."""
     env = {**os.environ, "WANDB_MODE": wandb, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "train.py", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        text=True, start_new_session=True,
     )

@@ -3,6 +3,7 @@ checkpoints on disk that are corrupt, from another configuration, or in a reused
 
 import errno
 import json
+import os
 import signal
 import subprocess
 import time
@@ -91,6 +92,19 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(uninterrupted, tmp_pa
         f"resume with the same command plus hydra.run.dir={out} resume=auto"
     )
     assert "Traceback" not in err
+
+
+def test_sigterm_to_every_process_of_the_job_still_saves(uninterrupted, tmp_path):
+    """scancel signals the whole job: the DataLoader workers ignore it and the main process saves and stops."""
+    data, _ = uninterrupted
+    out = tmp_path / "scancelled"
+    proc = start([*long_run_args(data, out), "task.num_workers=2"])
+    wait_for_checkpoint(proc, out / "checkpoints")
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM at step ")
+    assert "killed by signal" not in err and (out / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_sigkill_then_resume_continues_one_wandb_run(listops_data, tmp_path):

@@ -28,6 +28,7 @@ from lra.atomic import atomic_directory
 from lra.data.sampling import EpochShuffle
 from lra.errors import LRAError
 from lra.lock import exclusive
+from lra.signals import leave_stop_signals_to_main
 
 SPLITS = ("train", "val", "test")
 # Bump when the cache layout or a tokenizer changes, so stale caches are not reused.
@@ -266,6 +267,7 @@ class LRADataModule(pl.LightningDataModule):
             collate_fn=to_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=leave_stop_signals_to_main if self.num_workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
             # Its own generator, so building an iterator never draws from the global RNG that dropout uses.
             generator=torch.Generator().manual_seed(self.seed),

@@ -12,8 +12,7 @@ from pytorch_lightning.callbacks import Checkpoint
 
 from lra.run.checkpoints import validates_after_this_step
 from lra.run.rundir import resume_override
-
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from lra.signals import STOP_SIGNALS
 
 
 class Preempted(Exception):
@@ -41,7 +40,7 @@ class Preemption(Checkpoint):
         self.previous: dict[int, object] = {}
 
     def install(self) -> None:
-        for signum in SIGNALS:
+        for signum in STOP_SIGNALS:
             self.previous[signum] = signal.signal(signum, self.notice)
 
     def uninstall(self) -> None:
@@ -54,7 +53,7 @@ class Preemption(Checkpoint):
     def on_train_start(self, trainer, pl_module) -> None:
         # Lightning composes its own SIGTERM handler with ours when fit starts; it would stop a validation half
         # way (its state then resumes with a partial score). From here on the signal only marks a save point.
-        for signum in SIGNALS:
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self.notice)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
