@@ -110,7 +110,9 @@ def segment_mean(seg: Segments, x: torch.Tensor) -> torch.Tensor:
     """The segments' means of x [B, H, L, D] -> [B, H, num, D] (0 for an empty segment).
 
     One index_add of the rows [B * L, H * D] (the heads' channels side by side: a view of the projections' own
-    layout) into the [B * (num + 1), H * D] slots, in O(B L H D); its backward gathers rows back."""
+    layout) into the [B * (num + 1), H * D] slots, in O(B L H D); its backward gathers rows back. (On CUDA the
+    order of the additions is free, as in any atomic sum, unless torch.use_deterministic_algorithms is on, under
+    which index_add is deterministic.)"""
     b, h, n, d = x.shape
     num = seg.valid.shape[-1]
     rows = x.transpose(1, 2).reshape(b * n, h * d)
