@@ -47,13 +47,16 @@ def peer_dir(tmp_path, monkeypatch):
 
 def test_peers_time_both_sides_interleaved_and_write_ratios(peer_dir, tmp_path, capsys):
     argv = ["--peers", "--peer-dir", str(peer_dir), "--models", "linear_transformer", "--length", "48",
-            "--batch", "2", "--pairs", "2", "--threads", "1", "--out", str(tmp_path / "out")]
+            "--batch", "2", "--pairs", "3", "--threads", "1", "--clock", "cpu", "--out", str(tmp_path / "out")]
     assert speed.main(argv) == 0
     payload = json.loads((tmp_path / "out" / "peers.json").read_text())
     (row,) = payload["results"]
-    assert payload["kind"] == "peers" and payload["batch"] == 2 and row["length"] == 48
-    assert len(row["seconds"]["peer"]) == len(row["seconds"]["ours"]) == 2
-    assert row["ratio"] == pytest.approx(row["peer_s"] / row["ours_s"])
+    assert payload["kind"] == "peers" and payload["batch"] == 2 and row["length"] == 48 and payload["clock"] == "cpu"
+    assert set(row["seconds_by_clock"]) == {"wall", "cpu"} and row["seconds"] == row["seconds_by_clock"]["cpu"]
+    peer, ours = row["seconds"]["peer"], row["seconds"]["ours"]
+    assert len(peer) == len(ours) == 3 and row["peer_s"] == sorted(peer)[1] and row["ours_s"] == sorted(ours)[1]
+    assert row["pair_ratios"] == pytest.approx([p / o for p, o in zip(peer, ours, strict=True)])
+    assert row["ratio"] == sorted(row["pair_ratios"])[1]  # the median of the pairs' ratios
     assert row["ours_params"] > row["peer_params"] > 0  # the stand-in is an embedding and a head
     config, shape, mask_dtype = sys.modules["model_wrapper"].SEEN[-1]
     assert config["attn_type"] == "linear" and config["max_seq_len"] == 48 and config["num_head"] == 2
@@ -98,8 +101,9 @@ def test_hf_peers_time_every_method_and_write_ratios(tmp_path, capsys):
     for r in rows:
         assert "error" not in r, r
         assert math.isfinite(r["peer_s"]) and math.isfinite(r["ours_s"]) and r["peer_s"] > 0 and r["ours_s"] > 0
-        assert r["ratio"] == pytest.approx(r["peer_s"] / r["ours_s"])
-        assert len(r["seconds"]["peer"]) == len(r["seconds"]["ours"]) == 2 and r["differs"]
+        peer, ours = r["seconds"]["peer"], r["seconds"]["ours"]
+        assert r["ratio"] == pytest.approx((peer[0] / ours[0] + peer[1] / ours[1]) / 2)  # the pairs' median
+        assert len(peer) == len(ours) == 2 and r["differs"] and r["clock"] == "wall"
     sublayer, *models = rows
     assert sublayer["max_abs_diff"] < 1e-3  # the same map: Re(FFT_seq(FFT_hidden x))
     for r in models:  # the same sizes on both sides: parameter counts within a few percent

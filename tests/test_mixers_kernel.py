@@ -108,14 +108,71 @@ def test_nystromformer_few_landmarks_approximate_and_conv_skip_adds_values():
     assert_close_at_real(with_conv(x, mask), few(x, mask) + skip, mask, 1e-5)
 
 
-@torch.no_grad()
-def test_linear_transformer_equals_its_quadratic_formula():
+def nystromformer_formula(mixer, x, mask):
+    """The Nystromformer mixer written out: per row, landmarks as means of contiguous segments of its real tokens
+    (one per token with fewer real tokens than landmarks), softmaxes over valid landmarks / real keys, the
+    iterative pseudo-inverse on the valid block, and the authors' depthwise Conv2d skip over V with pads zeroed."""
+    q, k, v = projections(mixer, x)
+    m, scale, rows = mixer.num_landmarks, DH**-0.5, []
+    for b in range(x.shape[0]):
+        real = mask[b].nonzero().flatten()
+        n = len(real)
+        segments = [real[(torch.arange(n) * min(n, m)) // n == s] for s in range(min(n, m))]
+        ql = torch.stack([q[b, :, seg].mean(1) for seg in segments], dim=1)  # [H, m', Dh]
+        kl = torch.stack([k[b, :, seg].mean(1) for seg in segments], dim=1)
+        kernel_1 = torch.softmax(q[b] @ kl.transpose(-1, -2) * scale, dim=-1)  # [H, L, m']
+        kernel_2 = torch.softmax(ql @ kl.transpose(-1, -2) * scale, dim=-1)
+        kernel_3 = torch.softmax(ql @ k[b, :, real].transpose(-1, -2) * scale, dim=-1)  # [H, m', n]
+        eye = torch.eye(len(segments))
+        z = kernel_2.transpose(-1, -2) / (kernel_2.sum(-2).amax(-1) * kernel_2.sum(-1).amax(-1))[:, None, None]
+        for _ in range(mixer.pinv_iterations):
+            az = kernel_2 @ z
+            z = 0.25 * z @ (13 * eye - az @ (15 * eye - az @ (7 * eye - az)))
+        rows.append(kernel_1 @ z @ kernel_3 @ v[b, :, real])
+    y = torch.stack(rows)
+    if mixer.conv is not None:
+        pad = mixer.conv.weight.shape[2] // 2
+        y = y + F.conv2d(v * mask[:, None, :, None], mixer.conv.weight, padding=(pad, 0), groups=H)
+    return mixer.out(merge_heads(y))
+
+
+@pytest.mark.parametrize("conv", [35, 5, None])
+def test_nystromformer_equals_its_formula_values_and_gradients(conv):
+    """Segment landmarks, masked softmaxes, the pseudo-inverse and the value convolution (blocked as the mixer
+    computes it, over several blocks) against the formula; rows full, padded, and with fewer real tokens than
+    landmarks; gradients for the input and every parameter."""
+    length = 150
+    mixer = make("nystromformer", length, num_landmarks=16, conv_kernel_size=conv)
+    x, mask = inputs(length, (length, 100))
+    mask = torch.cat([mask, torch.arange(length)[None] < 9])  # a third row: 9 real tokens, 7 empty landmarks
+    x = torch.cat([x, torch.randn(1, length, D, generator=torch.Generator().manual_seed(5))]).requires_grad_(True)
+    if conv:
+        torch.nn.init.normal_(mixer.conv.weight, generator=torch.Generator().manual_seed(4))
+    y, ref = mixer(x, mask), nystromformer_formula(mixer, x, mask)
+    assert_close_at_real(y, ref, mask, 1e-5 * ref[mask].abs().max().item())
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)) * mask[..., None]
+    params = [x, *mixer.parameters()]
+    grads = torch.autograd.grad((y * weights).sum(), params)
+    refs = torch.autograd.grad((ref * weights).sum(), params)
+    for grad, grad_ref in zip(grads, refs, strict=True):
+        assert torch.allclose(grad, grad_ref, rtol=1e-4, atol=1e-5 * grad_ref.abs().max()), (grad - grad_ref).abs()
+
+
+def test_linear_transformer_equals_its_quadratic_formula_values_and_gradients():
     x, mask = inputs(40, (40, 25))
+    x.requires_grad_(True)
     mixer = make("linear_transformer", 40)
     q, k, v = projections(mixer, x)
     scores = (F.elu(q) + 1) @ (F.elu(k) + 1).transpose(-1, -2) * mask[:, None, None, :]
     ref = mixer.out(merge_heads(scores / scores.sum(-1, keepdim=True) @ v))
-    assert_close_at_real(mixer(x, mask), ref, mask, 1e-5)
+    y = mixer(x, mask)
+    assert_close_at_real(y, ref, mask, 1e-5)
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)) * mask[..., None]
+    params = [x, *mixer.parameters()]
+    grads = torch.autograd.grad((y * weights).sum(), params)
+    refs = torch.autograd.grad((ref * weights).sum(), params)
+    for grad, grad_ref in zip(grads, refs, strict=True):
+        assert torch.allclose(grad, grad_ref, rtol=1e-4, atol=1e-5 * grad_ref.abs().max()), (grad - grad_ref).abs()
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """`python -m lra.bench --peers hf`: our training step against HF transformers' implementations of the same
 methods, built from their config classes at our sizes (random init), timed interleaved in one process (HF, ours,
-HF, ours, ...) so that a shared machine's load falls on both alike; the ratio HF s/step / ours s/step is printed
-per pair (above 1: ours is faster).
+HF, ours, ...) so that a shared machine's load falls on both alike; the ratio HF s/step / ours s/step, the median
+of the pairs' ratios, is printed per model (above 1: ours is faster); --clock cpu times this process's CPU time.
 
     pip install -e '.[peers]'    # HF transformers; imported only here, at benchmark time, never vendored
     python -m lra.bench --peers hf --threads 1 --batch 2 --length 1024
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import torch.nn.functional as F
 
 from lra.bench.cli import run
 from lra.bench.configs import random_batch
-from lra.bench.peers import SIZES, build_ours, interleaved, training_step
+from lra.bench.peers import SIZES, add_clock_option, build_ours, interleaved, summary, training_step
 from lra.bench.record import environment, write_json
 from lra.errors import LRAError
 from lra.models import count_parameters
@@ -193,7 +192,7 @@ PAIRS = {
         "d^-1/4, landmarks by reshaping the whole sequence (length fixed by segment_means_seq_len, a multiple of the "
         "landmarks, pads inside segments), the mask only on kernel 3 (landmark queries x keys), one pinv scale "
         "over the whole batch, Conv2d on V; ours: pre-LN, bias-free fused qkv, segments over each row's real "
-        "tokens, masked landmarks, a pinv scale per matrix, the same conv as a conv1d; both 6 pinv iterations",
+        "tokens, masked landmarks, a pinv scale per matrix, the same conv as banded matmuls; both 6 pinv iterations",
     ),
     "bigbird": HFPair(
         f"bigbird (block {BLOCK}, {RANDOM_BLOCKS} random)", "bigbird", hf_bigbird,
@@ -253,7 +252,7 @@ def bench_sublayer(T, args: argparse.Namespace) -> dict:
         return once
 
     seconds = interleaved({"peer": step(lambda t: theirs(t)[0]), "ours": step(fourier_mix)}, args.pairs, args.warmup)
-    return record(SUBLAYER_LABEL, args.length, seconds, 0, 0, SUBLAYER_DIFFERS,
+    return record(SUBLAYER_LABEL, args.length, summary(seconds, args.clock), 0, 0, SUBLAYER_DIFFERS,
                   max_abs_diff=diff, note=f"outputs differ by at most {diff:.1e}")
 
 
@@ -278,16 +277,15 @@ def bench_pair(pair: HFPair, T, args: argparse.Namespace) -> dict:
     }
     seconds = interleaved(steps, args.pairs, args.warmup)
     note = pair.ran(theirs) if pair.ran else ""
-    return record(pair.label + (" (ours compiled)" if args.compile else ""), length, seconds,
+    return record(pair.label + (" (ours compiled)" if args.compile else ""), length, summary(seconds, args.clock),
                   count_parameters(theirs), count_parameters(ours), pair.differs, note=note, ours_compiled=args.compile)
 
 
-def record(label: str, length: int, seconds: dict, n_peer: int, n_ours: int, differs: str, **extra) -> dict:
-    peer, mine = statistics.median(seconds["peer"]), statistics.median(seconds["ours"])
+def record(label: str, length: int, timing: dict, n_peer: int, n_ours: int, differs: str, **extra) -> dict:
+    """`timing`: lra.bench.peers.summary's medians and ratios."""
     return {
-        "pair": label, "peer": "hf-transformers", "length": length, "peer_s": peer, "ours_s": mine,
-        "ratio": peer / mine, "peer_params": n_peer, "ours_params": n_ours,
-        "params_ratio": n_ours / n_peer if n_peer else None, "seconds": seconds, "differs": differs, **extra,
+        "pair": label, "peer": "hf-transformers", "length": length, **timing, "peer_params": n_peer,
+        "ours_params": n_ours, "params_ratio": n_ours / n_peer if n_peer else None, "differs": differs, **extra,
     }
 
 
@@ -316,7 +314,7 @@ def bench_hf(args: argparse.Namespace) -> dict:
     T = import_transformers()
     print(f"peers hf (transformers {T.__version__}): batch {args.batch}, length {args.length}, "
           f"{'ours compiled, ' if args.compile else ''}{args.warmup} warm-up step(s) each, median of {args.pairs} "
-          f"interleaved pairs, {torch.get_num_threads()} thread(s)", flush=True)
+          f"interleaved pairs, {args.clock} clock, {torch.get_num_threads()} thread(s)", flush=True)
     records = []
     for name in names:
         try:
@@ -336,7 +334,7 @@ def bench_hf(args: argparse.Namespace) -> dict:
             print(f"  {r['pair']}: {r['differs']}")
     payload = {"kind": "peers-hf", **environment(torch.device("cpu")), "transformers": T.__version__,
                "batch": args.batch, "length": args.length, "pairs": args.pairs, "warmup": args.warmup,
-               "ours_compiled": args.compile, "results": records}
+               "clock": args.clock, "ours_compiled": args.compile, "results": records}
     path = Path(args.out) / "peers_hf.json"
     write_json(path, payload)
     print(f"wrote {path}")
@@ -355,6 +353,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--compile", action="store_true",
                    help="ours with model.compile=true (torch.compile per block; compiled in the warm-up); HF eager")
+    add_clock_option(p)
     p.add_argument("--out", default="outputs/bench", help="directory for peers_hf.json")
     return p.parse_args(argv)
 

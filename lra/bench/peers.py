@@ -1,8 +1,9 @@
 """`python -m lra.bench --peers`: our training step against public PyTorch implementations of the same methods at
 the same sizes, timed interleaved in one process (peer, ours, peer, ours, ...) so that a shared machine's load falls
-on both alike, and the ratio peer s/step / ours s/step printed per pair (above 1: ours is faster).
+on both alike; the ratio peer s/step / ours s/step of each pair, and their median per model, are printed (above 1:
+ours is faster). `--clock cpu` times this process's CPU time, which the other load inflates far less than wall time.
 
-    python -m lra.bench --peers --peer-dir /tmp/nystromformer/LRA/code --threads 1 --batch 32 --length 2000
+    python -m lra.bench --peers --peer-dir /tmp/nystromformer/LRA/code --threads 1 --clock cpu --batch 32
     python -m lra.bench --peers hf --threads 1 --batch 2 --length 1024   # HF transformers (lra.bench.hf_peers)
 
 Peers are imported at benchmark time only, never vendored:
@@ -25,7 +26,6 @@ import importlib
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from lra.bench.cli import run
 from lra.bench.configs import random_batch, train_config
 from lra.bench.record import environment, write_json
+from lra.bench.timing import CLOCKS
 from lra.errors import LRAError
 from lra.models import build_model, count_parameters
 from lra.run.validate import check_config
@@ -148,22 +149,24 @@ def training_step(model: torch.nn.Module, loss: Callable[[], torch.Tensor]) -> C
     return step
 
 
-def interleaved(steps: dict[str, Callable[[], None]], pairs: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each step, timed in turn (A, B, A, B, ...) `pairs` times after `warmup` calls each."""
+def interleaved(steps: dict[str, Callable[[], None]], pairs: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds per call of each step on every clock of CLOCKS (wall, and this process's CPU time), timed in turn
+    (A, B, A, B, ...) `pairs` times after `warmup` calls each: {clock: {step name: [seconds]}}."""
     for step in steps.values():
         for _ in range(warmup):
             step()
-    seconds = {name: [] for name in steps}
+    seconds = {clock: {name: [] for name in steps} for clock in CLOCKS}
     for _ in range(pairs):
         for name, step in steps.items():
-            start = time.perf_counter()
+            start = {clock: now() for clock, now in CLOCKS.items()}
             step()
-            seconds[name].append(time.perf_counter() - start)
+            for clock, now in CLOCKS.items():
+                seconds[clock][name].append(now() - start[clock])
     return seconds
 
 
 def bench_pair(pair: Pair, authors, args: argparse.Namespace) -> dict:
-    """Our model and the authors' for `pair`, timed interleaved; a record with both medians and the ratio."""
+    """Our model and the authors' for `pair`, timed interleaved; a record with both medians and the ratios."""
     length = pair.length or args.length
     torch.manual_seed(0)
     ours, task = our_model(pair, length)
@@ -182,24 +185,41 @@ def bench_pair(pair: Pair, authors, args: argparse.Namespace) -> dict:
         "ours": training_step(ours, lambda: F.cross_entropy(ours(batch), label)),
     }
     seconds = interleaved(steps, args.pairs, args.warmup)
-    peer, mine = statistics.median(seconds["peer"]), statistics.median(seconds["ours"])
     n_peer, n_ours = count_parameters(theirs), count_parameters(ours)
     return {
-        "pair": pair.label, "peer": "nystromformer-lra", "length": length,
-        "peer_s": peer, "ours_s": mine, "ratio": peer / mine,
-        "peer_params": n_peer, "ours_params": n_ours, "params_ratio": n_ours / n_peer, "seconds": seconds,
-        "differs": pair.differs,
+        "pair": pair.label, "peer": "nystromformer-lra", "length": length, **summary(seconds, args.clock),
+        "peer_params": n_peer, "ours_params": n_ours, "params_ratio": n_ours / n_peer, "differs": pair.differs,
     }
 
 
+def summary(seconds: dict[str, dict[str, list[float]]], clock: str) -> dict:
+    """What a record says of `interleaved`'s timings on `clock`: the medians peer_s and ours_s, each pair's
+    peer/ours, and `ratio`, their median. A pair's two steps ran back to back, under about the same load, so the
+    median of the pairs' ratios follows a shared machine's load less than the ratio of the two medians does."""
+    timed = seconds[clock]
+    pair_ratios = [p / o for p, o in zip(timed["peer"], timed["ours"], strict=True)]
+    return {
+        "clock": clock, "peer_s": statistics.median(timed["peer"]), "ours_s": statistics.median(timed["ours"]),
+        "ratio": statistics.median(pair_ratios), "pair_ratios": pair_ratios, "seconds": timed,
+        "seconds_by_clock": seconds,
+    }
+
+
+def add_clock_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="what the medians and ratios are taken on: wall time, or this process's CPU time, which "
+                   "other load on a shared machine inflates far less (both are recorded in the JSON)")
+
+
 def format_rows(records: list[dict]) -> str:
-    lines = ["| model | peer s/step | ours s/step | peer/ours | params ours/peer |", "|---|---:|---:|---:|---:|"]
+    lines = ["| model | peer s/step | ours s/step | peer/ours | pairs' range | params ours/peer |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in records:
         if "error" in r:
-            lines.append(f"| {r['pair']} | {r['error']} | | | |")
+            lines.append(f"| {r['pair']} | {r['error']} | | | | |")
             continue
         lines.append(f"| {r['pair']} | {r['peer_s']:.3f} | {r['ours_s']:.3f} | {r['ratio']:.2f} | "
-                     f"{r['params_ratio']:.4f} |")
+                     f"{min(r['pair_ratios']):.2f}-{max(r['pair_ratios']):.2f} | {r['params_ratio']:.4f} |")
     return "\n".join(lines)
 
 
@@ -212,7 +232,7 @@ def bench_peers(args: argparse.Namespace) -> dict:
         raise LRAError("--peers needs --peer-dir: a directory holding mlpen/Nystromformer's LRA/code")
     authors = import_authors(args.peer_dir.split(os.pathsep))
     print(f"peers: batch {args.batch}, length {args.length}, {args.warmup} warm-up step(s) each, median of "
-          f"{args.pairs} interleaved pairs, {torch.get_num_threads()} thread(s)", flush=True)
+          f"{args.pairs} interleaved pairs, {args.clock} clock, {torch.get_num_threads()} thread(s)", flush=True)
     records = []
     for name in names:
         try:
@@ -224,11 +244,12 @@ def bench_peers(args: argparse.Namespace) -> dict:
             print(f"  {record['pair']}: {record['error']}", flush=True)
         else:
             print(f"  {record['pair']}: peer {record['peer_s']:.3f} s, ours {record['ours_s']:.3f} s, "
-                  f"peer/ours {record['ratio']:.2f}, params {record['ours_params']:,} vs {record['peer_params']:,}",
+                  f"peer/ours {record['ratio']:.2f} (pairs {min(record['pair_ratios']):.2f}-"
+                  f"{max(record['pair_ratios']):.2f}), params {record['ours_params']:,} vs {record['peer_params']:,}",
                   flush=True)
     print("\n" + format_rows(records))
     payload = {"kind": "peers", **environment(torch.device("cpu")), "batch": args.batch, "length": args.length,
-               "pairs": args.pairs, "warmup": args.warmup, "results": records}
+               "pairs": args.pairs, "warmup": args.warmup, "clock": args.clock, "results": records}
     write_json(Path(args.out) / "peers.json", payload)
     print(f"wrote {Path(args.out) / 'peers.json'}")
     return payload
@@ -245,6 +266,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--warmup", type=int, default=1, help="untimed steps of each model first")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    add_clock_option(p)
     p.add_argument("--out", default="outputs/bench", help="directory for peers.json")
     return p.parse_args(argv)
 

@@ -7,6 +7,8 @@ pseudo-inverse lose too much in half precision.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from lra.errors import LRAError
@@ -65,46 +67,66 @@ def linear_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
     phi_q [B, H, L, F], phi_k [B, H, L, F] with padded keys already zeroed, v [B, H, L, D]. Features are
     non-negative, so the normaliser is too; it is clamped at `eps` so that a query seeing nothing outputs 0.
     The normaliser rides along the values as a column of ones: two matmuls in all, and phi_k's gradient comes
-    back in phi_k's own layout (u^T phi_k rather than phi_k^T u).
+    back in phi_k's own layout (u^T phi_k rather than phi_k^T u). The numerator is multiplied by the normaliser's
+    reciprocal, taken on the small [B, H, L, 1] column: the backward then makes two passes over [B, H, L, D] where a
+    division makes four.
     """
     d = v.shape[-1]
     u = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # [B, H, L, D + 1]
     kv = u.transpose(-1, -2) @ phi_k  # sum_j u_j phi_k_j^T: [B, H, D + 1, F]
     out = phi_q @ kv.transpose(-1, -2)  # numerator and normaliser: [B, H, L, D + 1]
-    return out[..., :d] / out[..., d:].clamp_min(eps)
+    return out[..., :d] * out[..., d:].clamp_min(eps).reciprocal()
 
 
-def segment_weights(mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The averaging weights of `num` contiguous segments of each row's real tokens (Nystromformer's landmarks), pads
-    left out: landmarks = weights @ x. Built once per mask, then applied to as many tensors as need landmarks.
+class Segments(NamedTuple):
+    """Where each position's landmark segment is (Nystromformer's, Skyformer's landmarks): built once per mask, then
+    applied (`segment_mean`) to as many tensors as need landmarks.
+
+    index [B * L]: row b's position l goes to slot b * (num + 1) + its segment, pads to the row's spare slot num;
+    counts [B, num, 1]: real tokens per segment, at least 1; valid [B, num]: the segment holds a token."""
+
+    index: torch.Tensor
+    counts: torch.Tensor
+    valid: torch.Tensor
+
+
+def segments(mask: torch.Tensor, num: int) -> Segments:
+    """`num` contiguous segments of each row's real tokens, pads left out.
 
     Segments are cut over each row's own real tokens (by rank), so appended padding changes nothing; a row with
-    n < num real tokens gets one landmark per token and `num - n` empty (invalid) ones, with zero weights.
-    mask [B, L] -> weights [B, num, L] (rows sum to 1, or 0 when empty), valid [B, num].
-    """
+    n < num real tokens gets one landmark per token and `num - n` empty (invalid) ones."""
+    b = mask.shape[0]
     n_real = mask.sum(dim=-1, keepdim=True)  # [B, 1], >= 1
     per_row = n_real.clamp(max=num)
     segment = torch.div(real_rank(mask) * per_row, n_real, rounding_mode="floor")  # [B, L] in [0, per_row)
-    segment = segment.masked_fill(~mask, num)  # pads in no segment
-    assign = segment[:, None, :] == torch.arange(num, device=mask.device)[:, None]  # [B, num, L]
-    counts = assign.sum(dim=-1, keepdim=True)  # [B, num, 1]
-    return assign / counts.clamp_min(1), counts[..., 0] > 0
+    segment = segment.masked_fill(~mask, num)  # pads in the spare slot
+    counts = torch.zeros(b, num + 1, dtype=segment.dtype, device=mask.device)
+    counts = counts.scatter_add_(1, segment, torch.ones_like(segment))[:, :num, None]  # [B, num, 1]
+    slots = torch.arange(b, device=mask.device)[:, None] * (num + 1)
+    return Segments((segment + slots).flatten(), counts.clamp_min(1), counts[..., 0] > 0)
+
+
+def segment_mean(seg: Segments, x: torch.Tensor) -> torch.Tensor:
+    """The segments' means of x [B, H, L, D] -> [B, H, num, D] (0 for an empty segment).
+
+    One index_add of the rows [B * L, H * D] (the heads' channels side by side: a view of the projections' own
+    layout) into the [B * (num + 1), H * D] slots, in O(B L H D); its backward gathers rows back. (On CUDA the
+    order of the additions is free, as in any atomic sum, unless torch.use_deterministic_algorithms is on, under
+    which index_add is deterministic.)"""
+    b, h, n, d = x.shape
+    num = seg.valid.shape[-1]
+    rows = x.transpose(1, 2).reshape(b * n, h * d)
+    sums = rows.new_zeros(b * (num + 1), h * d).index_add(0, seg.index, rows)
+    means = sums.view(b, num + 1, h * d)[:, :num] / seg.counts.to(x.dtype)  # [B, num, H * D]
+    return means.view(b, num, h, d).transpose(1, 2)
 
 
 def segment_means(x: torch.Tensor, mask: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Landmarks as means of `num` contiguous segments of the real tokens (see `segment_weights`).
+    """Landmarks as means of `num` contiguous segments of the real tokens (see `segments`).
     x [B, H, L, D], mask [B, L] -> landmarks [B, H, num, D], valid [B, num].
     """
-    weights, valid = segment_weights(mask, num)
-    return weighted_landmarks(weights.to(x.dtype), x), valid
-
-
-def weighted_landmarks(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """weights [B, m, L] applied to every head of x [B, H, L, D] -> [B, H, m, D], as one [m, L] @ [L, H * D] matmul
-    per example (the heads' channels side by side: a view of the projections' own layout, no copy of x)."""
-    b, h, n, d = x.shape
-    y = weights @ x.transpose(1, 2).reshape(b, n, h * d)  # [B, m, H * D]
-    return y.view(b, -1, h, d).transpose(1, 2)
+    seg = segments(mask, num)
+    return segment_mean(seg, x), seg.valid
 
 
 def iterative_pinv(a: torch.Tensor, iterations: int) -> torch.Tensor:
