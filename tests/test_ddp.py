@@ -101,11 +101,15 @@ def test_luna_trains_under_ddp(data, tmp_path):
 
 
 def child_pid(pid: int) -> int:
+    """Rank 1: the child process that runs train.py (the launcher may briefly run others first, e.g. git)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if children:
-            return int(children[0])
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            try:
+                if b"train.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+            except OSError:  # it ended between the two reads
+                continue
         time.sleep(0.05)
     raise AssertionError("Lightning did not start rank 1")
 
