@@ -136,6 +136,16 @@ def nystromformer_formula(mixer, x, mask):
     return mixer.out(merge_heads(y))
 
 
+def assert_same_gradients(y, ref, x, mixer, mask) -> None:
+    """The gradients of a random projection of the real positions agree for the input and every parameter."""
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)) * mask[..., None]
+    params = [x, *mixer.parameters()]
+    grads = torch.autograd.grad((y * weights).sum(), params)
+    refs = torch.autograd.grad((ref * weights).sum(), params)
+    for grad, grad_ref in zip(grads, refs, strict=True):
+        assert torch.allclose(grad, grad_ref, rtol=1e-4, atol=1e-5 * grad_ref.abs().max()), (grad - grad_ref).abs()
+
+
 @pytest.mark.parametrize("conv", [35, 5, None])
 def test_nystromformer_equals_its_formula_values_and_gradients(conv):
     """Segment landmarks, masked softmaxes, the pseudo-inverse and the value convolution (blocked as the mixer
@@ -150,12 +160,7 @@ def test_nystromformer_equals_its_formula_values_and_gradients(conv):
         torch.nn.init.normal_(mixer.conv.weight, generator=torch.Generator().manual_seed(4))
     y, ref = mixer(x, mask), nystromformer_formula(mixer, x, mask)
     assert_close_at_real(y, ref, mask, 1e-5 * ref[mask].abs().max().item())
-    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)) * mask[..., None]
-    params = [x, *mixer.parameters()]
-    grads = torch.autograd.grad((y * weights).sum(), params)
-    refs = torch.autograd.grad((ref * weights).sum(), params)
-    for grad, grad_ref in zip(grads, refs, strict=True):
-        assert torch.allclose(grad, grad_ref, rtol=1e-4, atol=1e-5 * grad_ref.abs().max()), (grad - grad_ref).abs()
+    assert_same_gradients(y, ref, x, mixer, mask)
 
 
 def test_linear_transformer_equals_its_quadratic_formula_values_and_gradients():
@@ -167,12 +172,7 @@ def test_linear_transformer_equals_its_quadratic_formula_values_and_gradients():
     ref = mixer.out(merge_heads(scores / scores.sum(-1, keepdim=True) @ v))
     y = mixer(x, mask)
     assert_close_at_real(y, ref, mask, 1e-5)
-    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(3)) * mask[..., None]
-    params = [x, *mixer.parameters()]
-    grads = torch.autograd.grad((y * weights).sum(), params)
-    refs = torch.autograd.grad((ref * weights).sum(), params)
-    for grad, grad_ref in zip(grads, refs, strict=True):
-        assert torch.allclose(grad, grad_ref, rtol=1e-4, atol=1e-5 * grad_ref.abs().max()), (grad - grad_ref).abs()
+    assert_same_gradients(y, ref, x, mixer, mask)
 
 
 @torch.no_grad()
