@@ -1,5 +1,6 @@
 """DDP over gloo with 2 CPU processes, through the real entry point: a killed run resumes where it stopped on every
-rank, Luna trains, and a signal that reaches one rank stops every rank at the same step (no hang)."""
+rank, Luna trains and its test accuracy counts each example once, and a signal that reaches one rank stops every rank
+at the same step (no hang)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lra.probe import locality
 from tests.helpers import ROOT, TINY_MODEL
 from tests.task_fixtures import write_listops
 
@@ -66,7 +68,9 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp")
-    return write_listops(root / "data" / "listops-1000").parent
+    # 17 evaluation rows: the two ranks' shards differ in size, as they do on real splits.
+    sizes = (("train", 64), ("val", 17), ("test", 17))
+    return write_listops(root / "data" / "listops-1000", sizes=sizes).parent
 
 
 def test_killed_ddp_run_resumes_on_every_rank_to_the_uninterrupted_weights(data, tmp_path):
@@ -91,13 +95,23 @@ def test_killed_ddp_run_resumes_on_every_rank_to_the_uninterrupted_weights(data,
         assert torch.equal(got[name], tensor), name
 
 
-def test_luna_trains_under_ddp(data, tmp_path):
+def test_luna_trains_under_ddp_and_tests_every_example_once(data, tmp_path):
     out = tmp_path / "luna"
     proc = launch(ddp_args(data, out, "model=luna", "model.n_layers=3", "trainer.max_steps=3",
                            "trainer.val_check_interval=3"))
     _, err = finish(proc)
     assert proc.returncode == 0, err[-3000:]
-    assert json.loads((out / "results.json").read_text())["step"] == 3
+    results = json.loads((out / "results.json").read_text())
+    assert results["step"] == 3
+    # The same weights tested in one process over the 17 test rows: a repeated row (Lightning's padded shards)
+    # would make the DDP accuracy a fraction of 18.
+    cfg = locality.run_config(out, str(data))
+    batches = locality.test_batches(cfg)  # one process: every row once
+    model = locality.load_model(cfg, out / "checkpoints" / "last.ckpt")
+    correct = locality.accuracy(model, batches, torch.device("cpu")) * 17
+    assert sum(len(batch["label"]) for batch in batches) == 17
+    assert 0 < round(correct) < 17, "a test that cannot tell 17 rows from 18 needs other weights or data"
+    assert results["test_acc_last"] == pytest.approx(correct / 17, abs=1e-6)
 
 
 def child_pid(pid: int) -> int:

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lra.atomic import atomic_directory
-from lra.data.sampling import EpochShuffle
+from lra.data.sampling import EpochShuffle, EvalShard
 from lra.errors import LRAError
 from lra.lock import exclusive
 from lra.signals import leave_stop_signals_to_main
@@ -260,10 +260,12 @@ class LRADataModule(pl.LightningDataModule):
 
     # --- loaders -------------------------------------------------------------------------------------------
     def loader(self, split: str, sampler: EpochShuffle | None = None) -> DataLoader:
+        """The split's batches: in order, this rank's share of them, unless a (training) sampler is given."""
+        dataset = self.datasets[split]
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size,
-            sampler=sampler,
+            sampler=EvalShard(len(dataset), *self.shard()) if sampler is None else sampler,
             collate_fn=to_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -273,11 +275,14 @@ class LRADataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def shard(self) -> tuple[int, int]:
+        """(this process's rank, the number of processes): (0, 1) outside a Trainer."""
         trainer = self.trainer
-        rank, replicas = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = EpochShuffle(len(self.datasets["train"]), self.seed, rank, replicas)
-        if trainer is not None:
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = EpochShuffle(len(self.datasets["train"]), self.seed, *self.shard())
+        if self.trainer is not None:
             # Resuming mid-epoch: the restored loop says how many batches of this epoch were already trained on.
             sampler.skip = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
         return self.loader("train", sampler)

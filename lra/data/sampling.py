@@ -1,4 +1,5 @@
-"""A training-order sampler that a resumed run, on one process or several, continues exactly where it stopped."""
+"""The samplers of every split: a training order that a resumed run, on one process or several, continues exactly
+where it stopped, and evaluation shards that count every example once under DDP."""
 
 from __future__ import annotations
 
@@ -40,3 +41,27 @@ class EpochShuffle(DistributedSampler):
         mine = order[self.rank :: self.num_replicas][self.skip :]
         self.skip = 0
         return iter(mine.tolist())
+
+
+class EvalShard(DistributedSampler):
+    """Rank `rank` of `replicas` evaluates examples rank, rank + replicas, ... in order: the shards partition the
+    split, so DDP's validation and test accuracy count every example exactly once.
+
+    Lightning's own sampler (a `DistributedSampler`) repeats the first few examples so that every rank has as many;
+    they would then count twice in a published test accuracy. Uneven shards are safe in evaluation: no gradients are
+    all-reduced, and the metrics sum their counts over ranks once, at the epoch's end. Being a `DistributedSampler`,
+    it is used as it is."""
+
+    def __init__(self, size: int, rank: int = 0, replicas: int = 1) -> None:
+        if not 0 <= rank < replicas:
+            raise ValueError(f"rank {rank} outside {replicas} replicas")
+        if size < replicas:
+            raise ValueError(f"{size} examples cannot give each of {replicas} ranks one: evaluate on fewer devices")
+        super().__init__(range(size), num_replicas=replicas, rank=rank, shuffle=False)
+        self.indices = range(rank, size, replicas)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
