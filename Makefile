@@ -5,6 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DATA ?= $(or $(LRA_DATA),data)
 DEMO_LISTOPS := $(DATA)/listops-demo
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint leaderboard bench clean
 
@@ -29,8 +30,9 @@ demo: install $(DEMO_LISTOPS)/basic_train.tsv
 lint: install
 	$(BIN)/ruff check .
 
+# One test file per worker process at a time (module fixtures run once); the slowest tests listed at the end.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The leaderboard from every results.json under outputs/ and multirun/ (RUNS=dirs to choose; WANDB=entity/project adds W&B).
 leaderboard: install

@@ -12,7 +12,13 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import torch  # noqa: E402
+
 from tests.task_fixtures import write_listops  # noqa: E402 - after the environment above
+
+# Under pytest-xdist (`make test`), the workers share the cores instead of each running one thread per core.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture
