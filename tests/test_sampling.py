@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lra.data.sampling import EpochShuffle, EvalShard
+from lra.errors import LRAError
 
 
 @pytest.mark.parametrize("size,replicas", [(17, 2), (16, 2), (10, 3), (5, 1)])
@@ -16,7 +17,7 @@ def test_evaluation_shards_count_every_example_exactly_once(size, replicas):
 
 
 def test_evaluation_needs_an_example_per_rank():
-    with pytest.raises(ValueError, match="3 examples cannot give each of 4 ranks one"):
+    with pytest.raises(LRAError, match="3 examples cannot give each of 4 processes one: run on at most 3"):
         EvalShard(3, 0, 4)
 
 

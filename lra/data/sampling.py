@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DistributedSampler
 
+from lra.errors import LRAError
+
 
 class EpochShuffle(DistributedSampler):
     """A fresh permutation per epoch, a pure function of (seed, epoch), so no sampler state needs saving; under DDP
@@ -55,8 +57,9 @@ class EvalShard(DistributedSampler):
     def __init__(self, size: int, rank: int = 0, replicas: int = 1) -> None:
         if not 0 <= rank < replicas:
             raise ValueError(f"rank {rank} outside {replicas} replicas")
-        if size < replicas:
-            raise ValueError(f"{size} examples cannot give each of {replicas} ranks one: evaluate on fewer devices")
+        if size < replicas:  # a rank without batches would never join the metrics' reduction: every rank would hang
+            raise LRAError(f"an evaluation split of {size} examples cannot give each of {replicas} processes one: "
+                           f"run on at most {size} (trainer.devices x trainer.num_nodes)")
         super().__init__(range(size), num_replicas=replicas, rank=rank, shuffle=False)
         self.indices = range(rank, size, replicas)
 
