@@ -205,10 +205,28 @@ def test_resampling_keeps_constants_and_low_frequencies():
 
 
 def record_blocks(model: torch.nn.Module) -> list[tuple[int, torch.Tensor]]:
-    """Hook every mixer: the sequence length and the mask it is given, per forward."""
-    seen = []
+    """Hook every mixer: the sequence length and the mask it is given, per call (forward, or first_row in the last
+    layer of a CLS-pooled model)."""
+    seen: list[tuple[int, torch.Tensor]] = []
+    inside: list[bool] = []
+
+    def record(x: torch.Tensor, mask: torch.Tensor) -> None:
+        if not inside:  # a first_row that calls forward is one call
+            seen.append((x.shape[1], mask.clone()))
+
     for block in model.encoder.blocks:
-        block.mixer.register_forward_hook(lambda mod, args, out: seen.append((args[0].shape[1], args[1].clone())))
+        mixer = block.mixer
+        mixer.register_forward_hook(lambda mod, args, out: record(args[0], args[1]))
+
+        def first_row(x, mask, *rest, original=mixer.first_row, **state):
+            record(x, mask)
+            inside.append(True)
+            try:
+                return original(x, mask, *rest, **state)
+            finally:
+                inside.pop()
+
+        mixer.first_row = first_row
     return seen
 
 

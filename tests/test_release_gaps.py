@@ -84,7 +84,7 @@ def test_image_cls_with_a_black_first_pixel_is_a_uniform_row():
     ids = torch.randint(1, 256, (2, L))
     ids[0, 0] = 0  # black top-left pixel in the first image only
     with torch.no_grad():
-        enc(ids, torch.ones_like(ids, dtype=torch.bool))
+        enc.features(ids, torch.ones_like(ids, dtype=torch.bool))  # the whole layer (tests/test_first_only.py: row 0)
         mean = values(mixer, seen["x"])
     assert seen["mask"][:, 0].tolist() == [False, True]
     torch.testing.assert_close(seen["y"][0, 0], mean[0], rtol=1e-5, atol=1e-6)

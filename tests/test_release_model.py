@@ -65,7 +65,7 @@ def test_zero_is_pad_masks_token_zero_and_cls_takes_the_first_tokens_mask(pool):
     mixer = enc.blocks[0].mixer
     mixer.register_forward_pre_hook(lambda m, args: seen.update(mask=args[1].clone()))
     ids = torch.tensor([[0, 3, 0, 5, 0, 0, 7, 1, 0, 2, 0, 4], [6, 0, 0, 2, 2, 0, 1, 0, 0, 3, 0, 0]])
-    enc(ids, torch.ones_like(ids, dtype=torch.bool))
+    enc.features(ids, torch.ones_like(ids, dtype=torch.bool))  # every position (forward: position 0 alone at the end)
     expected = ids > 0
     if pool == "cls":  # the release concatenates src_padding_mask[:, :1] in front
         expected = torch.cat([expected[:, :1], expected], dim=1)

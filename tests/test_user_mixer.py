@@ -104,3 +104,37 @@ def test_an_unknown_option_of_a_user_mixer_names_its_key(user_package, monkeypat
     cfg = compose_train(["model=transformer", "model.mixer=userpkg.my_mixer.MeanMixer", "+model.scal=2"])
     with pytest.raises(LRAError, match=r"^model.scal is not an option of mixer .*; its options: scale$"):
         build_model(cfg.model, cfg.task)
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+@pytest.mark.parametrize("own_first_row", [False, True])
+def test_a_mixer_that_changes_the_length_is_one_line(pool, own_first_row):
+    """Checked in every layer, the last one of a CLS-pooled model too (which asks only for position 0)."""
+    import torch
+
+    from lra.models.encoder import Encoder
+    from lra.models.mixers import Mixer, register
+    from lra.models.mixers.registry import MIXERS
+
+    class Shortens(Mixer):
+        uses_heads = False
+
+        def forward(self, x, mask):
+            return x[:, 1:]
+
+        if own_first_row:
+            def first_row(self, x, mask, state=None):
+                return x[:, :2]
+
+    register("shortens_for_test")(Shortens)
+    try:
+        encoder = Encoder(["shortens_for_test"], 10, 12, 8, 1, 16, 0.0, 0.0, pool=pool)
+        ids, mask = torch.randint(1, 10, (2, 12)), torch.ones(2, 12, dtype=torch.bool)
+        length = 13 if pool == "cls" else 12
+        shape = (2, 2, 8) if own_first_row and pool == "cls" else (2, length - 1, 8)
+        method = "Shortens.first_row" if own_first_row and pool == "cls" else "Shortens"
+        with pytest.raises(LRAError) as error:
+            encoder(ids, mask)
+        assert f"<locals>.{method} returned shape {shape} for input (2, {length}, 8); a mixer maps" in str(error.value)
+    finally:
+        MIXERS.pop("shortens_for_test")

@@ -112,15 +112,18 @@ class Block(nn.Module):
         if self.zero_pad:
             x = x * mask[..., None].to(x.dtype)
         stateful = state is not None and self.mixer.uses_state
-        if first and not stateful:
-            return self.mixer.first_row(x, mask)
-        y = self.mixer(x, mask, state=state) if stateful else self.mixer(x, mask)
-        if y.shape != x.shape:
+        # A mixer's own first_row (cheaper than its whole output); else the whole output, checked, then its first row.
+        alone = first and type(self.mixer).first_row is not Mixer.first_row
+        call = self.mixer.first_row if alone else self.mixer
+        y = call(x, mask, state=state) if stateful else call(x, mask)
+        expected = (x.shape[0], 1, x.shape[2]) if alone else tuple(x.shape)
+        if tuple(y.shape) != expected:
             raise LRAError(
-                f"model.mixer {type(self.mixer).__qualname__} returned shape {tuple(y.shape)} for input "
-                f"{tuple(x.shape)}; a mixer maps [B, L, D] to [B, L, D]"
+                f"model.mixer {type(self.mixer).__qualname__}{'.first_row' if alone else ''} returned shape "
+                f"{tuple(y.shape)} for input {tuple(x.shape)}; a mixer maps [B, L, D] to [B, L, D] (first_row: to "
+                "[B, 1, D])"
             )
-        return y[:, :1] if first else y
+        return y[:, :1] if first and not alone else y
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None, resizer: nn.Module | None = None,

@@ -101,6 +101,23 @@ class Attention(HeadedMixer):
         self.window = window
         return True
 
+    def first_row(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        """Position 0's query alone against every key, [B, 1, D]: O(L) scores where the whole layer has O(L^2).
+        What `forward` gives there, a padded query row under impl=release included; a subclass with a `forward` of
+        its own takes the default (the whole output's first row)."""
+        if type(self).forward is not Attention.forward:
+            return super().first_row(x, mask, state)
+        release = self.impl == "release" and self.released
+        unpadded = not release and state is not None and state.get(PADDED) is False
+        q, k, v = self.heads(x)  # [B, H, L, Dh] each
+        attn_mask = None if unpadded else key_padding_mask(mask)  # [B, 1, 1, L]
+        if (banded := self.banded(attn_mask, x)) is not None:
+            banded = banded[..., :1, :]  # position 0's row of the band
+        y = self.core(q[:, :, :1], k, v, banded)  # [B, H, 1, Dh]
+        if release:
+            y = release_padded_rows(y, k, v, mask[:, :1], self.dropout if self.training else 0.0)
+        return self.finish(y)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         # No padding anywhere in the batch (known on the host, lra.models.encoder.PADDED): no mask, which lets SDPA
         # pick FlashAttention on a GPU; a boolean mask rules it out.

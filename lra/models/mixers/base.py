@@ -41,9 +41,10 @@ a mixer overrides only what differs:
   filter); "normed" (pre-norm blocks only): the layer's normalised input, which then *is* the residual stream, the
   raw one not carried on (the Fourier Transformer code's layer 0). A resizer that returns an all-True mask ends
   masking from there on: later layers, the final norm and the pooling treat every position as real.
-- `first_row(x, mask) -> [B, 1, D]`: the output at position 0 alone, for a last layer whose other positions nothing
-  reads (pool=cls or first: lra.models.encoder.Encoder.reads_first_only). Default: the whole output's first row; a
-  mixer overrides it where position 0 costs less by itself (FNet: one DFT of the column sums).
+- `first_row(x, mask, state=None) -> [B, 1, D]`: the output at position 0 alone, for a last layer whose other
+  positions nothing reads (pool=cls or first: lra.models.encoder.Encoder.reads_first_only); `state` as `forward`
+  gets it (only where `uses_state`). Default: the whole output's first row; a mixer overrides it where position 0
+  costs less by itself (FNet: one DFT of the column sums; exact attention: one query against every key).
 - `flax_dense = ()`: names of the mixer's nn.Linear submodules that the release built with flax's `nn.Dense`
   defaults (lecun-normal kernel, zero bias), which `model.init=release` gives them instead of xavier (Sinkhorn's
   sort-net logits).
@@ -154,8 +155,8 @@ class Mixer(nn.Module):
     def follows_state(self) -> None:
         return None
 
-    def first_row(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self(x, mask)[:, :1]
+    def first_row(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        return (self(x, mask) if state is None else self(x, mask, state=state))[:, :1]
 
     @classmethod
     def queries_and_keys(cls) -> bool:

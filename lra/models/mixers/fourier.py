@@ -178,7 +178,7 @@ class FourierMixer(Mixer):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return fourier_mix(x, self.path)
 
-    def first_row(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def first_row(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         """Row 0 of Re(FFT_seq(FFT_hidden x)) is Re(FFT_hidden(sum over positions)): one [D, D] cosine product
         of the column sums, O(L D) instead of the whole mix. x [B, L, D] -> [B, 1, D]."""
         total = x.to(compute_dtype(x.dtype)).sum(1, keepdim=True)  # [B, 1, D]
