@@ -9,6 +9,7 @@ in every checkpoint, logs to the run's loggers, and saves `last.ckpt` at the end
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +36,11 @@ from lra.run.preemption import Preemption
 from lra.run.validate import check_dataset_size
 
 T = TypeVar("T")
+
+# Lightning warns on every mid-epoch resume that the dataloader "is not resumable"; ours is: the training sampler
+# skips the batches already trained on (lra.data.sampling.EpochShuffle, tests/test_run_resume.py), so the warning
+# would only make a user doubt an exact resume.
+warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def training_data(cfg: DictConfig) -> LRADataModule:
