@@ -62,7 +62,7 @@ def key_padding_mask(mask: torch.Tensor) -> torch.Tensor:
 class Attention(HeadedMixer):
     """Multi-head softmax attention over real tokens only (padded keys get zero weight).
 
-    Projections are bias-free as in the released LRA Transformer. `attend` also serves cross-attention (Luna).
+    Projections are bias-free as in the released LRA Transformer; `attend` is its cross-attention (Luna).
     The release's Transformer is this method: impl=release drops the output bias and makes each padded query row
     uniform over all keys (`release_padded_rows`), as released.
     """
@@ -71,10 +71,27 @@ class Attention(HeadedMixer):
     uses_state = True  # reads the encoder's `padded`: a batch without padding attends with no mask
 
     def attend(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
-        """Queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None) -> [B, L, D]."""
-        q, k, v = self.heads(x) if context is x else self.cross_heads(x, context)
-        mask = None if context_mask is None else key_padding_mask(context_mask)
-        return self.finish(self.core(q, k, v, self.banded(mask, x) if context is x else mask))
+        """Cross-attention: queries from x [B, L, D] over keys/values from context [B, M, D] (mask [B, M] or None)
+        -> [B, L, D]."""
+        q, k, v = self.cross_heads(x, context)
+        return self.finish(self.core(q, k, v, None if context_mask is None else key_padding_mask(context_mask)))
+
+    def self_attention(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None, first: bool) -> torch.Tensor:
+        """Every position's output [B, L, D], or with `first` position 0's alone [B, 1, D] (its query against every
+        key: O(L) scores instead of O(L^2))."""
+        release = self.impl == "release" and self.released
+        # No padding anywhere in the batch (known on the host, lra.models.encoder.PADDED): no mask, which lets SDPA
+        # pick FlashAttention on a GPU; a boolean mask rules it out. The release masks every batch.
+        unpadded = not release and state is not None and state.get(PADDED) is False
+        q, k, v = self.heads(x)  # [B, H, L, Dh] each
+        attn_mask = self.banded(None if unpadded else key_padding_mask(mask), x)  # [B, 1, 1 or L, L] or [L, L]
+        if first:
+            q, mask = q[:, :, :1], mask[:, :1]
+            attn_mask = None if attn_mask is None else attn_mask[..., :1, :]  # position 0's row
+        y = self.core(q, k, v, attn_mask)
+        if release:
+            y = release_padded_rows(y, k, v, mask, self.dropout if self.training else 0.0)
+        return self.finish(y)
 
     def banded(self, attn_mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
         """The locality probe's band |i - j| <= window over self-attention scores (None: no band); a query keeps its
@@ -102,28 +119,11 @@ class Attention(HeadedMixer):
         return True
 
     def first_row(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
-        """Position 0's query alone against every key, [B, 1, D]: O(L) scores where the whole layer has O(L^2).
-        What `forward` gives there, a padded query row under impl=release included; a subclass with a `forward` of
-        its own takes the default (the whole output's first row)."""
+        """What `forward` gives at position 0 (a padded query row under impl=release included), from one query; a
+        subclass with a `forward` of its own takes the default (the whole output's first row)."""
         if type(self).forward is not Attention.forward:
             return super().first_row(x, mask, state)
-        release = self.impl == "release" and self.released
-        unpadded = not release and state is not None and state.get(PADDED) is False
-        q, k, v = self.heads(x)  # [B, H, L, Dh] each
-        attn_mask = None if unpadded else key_padding_mask(mask)  # [B, 1, 1, L]
-        if (banded := self.banded(attn_mask, x)) is not None:
-            banded = banded[..., :1, :]  # position 0's row of the band
-        y = self.core(q[:, :, :1], k, v, banded)  # [B, H, 1, Dh]
-        if release:
-            y = release_padded_rows(y, k, v, mask[:, :1], self.dropout if self.training else 0.0)
-        return self.finish(y)
+        return self.self_attention(x, mask, state, first=True)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: dict | None = None) -> torch.Tensor:
-        # No padding anywhere in the batch (known on the host, lra.models.encoder.PADDED): no mask, which lets SDPA
-        # pick FlashAttention on a GPU; a boolean mask rules it out.
-        unpadded = state is not None and state.get(PADDED) is False
-        if self.impl != "release" or not self.released:
-            return self.attend(x, x, None if unpadded else mask)
-        q, k, v = self.heads(x)
-        y = self.core(q, k, v, self.banded(key_padding_mask(mask), x))
-        return self.finish(release_padded_rows(y, k, v, mask, self.dropout if self.training else 0.0))
+        return self.self_attention(x, mask, state, first=False)
