@@ -92,6 +92,7 @@ def test_gradscaler_with_16_mixed_skips_an_overflow_and_trains(tmp_path, monkeyp
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["step"] == 6 and 0.0 <= results["test_acc"] <= 1.0
+    assert results["hardware"] == f"1 x {torch.cuda.get_device_name(0)}" and results["train_wall_s"] > 0
 
 
 @pytest.mark.parametrize("model", ["fnet", "transformer", "s4d", "lru", "performer"])
@@ -116,4 +117,5 @@ def test_ddp_over_nccl_with_two_gpus(tmp_path):
         cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((out / "results.json").read_text())["step"] == 4
+    results = json.loads((out / "results.json").read_text())
+    assert results["step"] == 4 and results["hardware"].startswith("2 x ")

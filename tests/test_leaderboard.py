@@ -179,9 +179,27 @@ def test_stuck_runs_and_restarts_are_counted_and_shown(tmp_path, capsys):
     assert "(3) §1 |" in fnet_row
     assert "§" not in next(line for line in summary.splitlines() if line.startswith("| **transformer**"))
     header = next(line for line in detail.splitlines() if line.startswith("| recipe | task "))
-    assert header.endswith("| stuck | restarts |")
+    assert header.endswith("| stuck | restarts | hardware |")
     fnet_detail = next(line for line in detail.splitlines() if line.startswith("| fnet/listops | ListOps | fnet |"))
-    assert fnet_detail.endswith("| 1 | 3 |")
+    assert fnet_detail.endswith("| 1 | 3 | – |")
+
+
+def test_the_machine_behind_steps_per_s_is_shown_and_mixed_machines_are_flagged(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_result(runs, "a", seed=0, hardware="1 x NVIDIA H100 80GB HBM3")
+    write_result(runs, "b", seed=1, hardware="1 x NVIDIA H100 80GB HBM3")
+    write_result(runs, "c", model="transformer", hardware="1 x NVIDIA H100 80GB HBM3")
+    write_result(runs, "d", model="transformer", seed=1, hardware="cpu, 2 threads x 1 process: Xeon")
+    write_result(runs, "e", model="transformer", seed=2)  # before results.json recorded it
+    write_result(runs, "bad", model="transformer", seed=3, hardware="two\nlines")
+    out = tmp_path / "board"
+    assert report.main([str(runs), "--out", str(out)]) == 0
+    assert "hardware is 'two\\nlines', not a name" in capsys.readouterr().err
+    table = read_csv(out / "leaderboard.csv")
+    assert table[("listops", "fnet", "aaaa")]["hardware"] == "1 x NVIDIA H100 80GB HBM3"
+    assert table[("listops", "transformer", "aaaa")]["hardware"] == "mixed (2)"
+    detail = (out / "leaderboard.md").read_text().split("## Runs by configuration")[1]
+    assert next(line for line in detail.splitlines() if "| transformer |" in line).endswith("| mixed (2) |")
 
 
 def test_self_pretrained_runs_are_their_own_row_beside_the_model_from_scratch(tmp_path):

@@ -21,7 +21,7 @@ from lra.models import build_model
 from lra.run.config import CONF_DIR, choices, compose_train
 from lra.run.optim import OptimSettings
 from lra.run.preemption import Preemption
-from lra.run.pretrain import FINISHED, IGNORE, MaskedLM, mask_tokens
+from lra.run.pretrain import FINISHED, IGNORE, TIMING, MaskedLM, mask_tokens
 from lra.run.task import LRATask
 from lra.run.train import run
 from tests.helpers import TINY_MODEL, start, tiny_run_overrides
@@ -188,7 +188,7 @@ def test_fine_tuning_starts_from_the_pretrained_encoder_with_a_fresh_head(listop
     assert {k: record[k] for k in ("objective", "steps", "mask_rate", "from")} == {
         "objective": "mlm", "steps": 3, "mask_rate": 0.1, "from": None
     }
-    assert math.isfinite(record["loss"]) and 0 <= record["acc"] <= 1
+    assert math.isfinite(record["loss"]) and 0 <= record["acc"] <= 1 and record["wall_s"] > 0
     assert results["model"] == "transformer" and results["step"] == 4
     metrics = (out / "pretrain" / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"pretrain/loss", "pretrain/acc", "pretrain/lr"} <= set(metrics)
@@ -316,8 +316,11 @@ def test_sigkill_in_each_stage_then_resume_equals_the_uninterrupted_run(straight
     assert resumed.returncode == 0, err[-3000:]
     assert ("resuming from" in stdout) and (("pretraining finished before" in stdout) == (stage == "fine-tune"))
     results, pretrained, weights = final_weights(out)
-    for key in ("best_val_acc", "test_acc", "test_acc_last", "step", "config_hash", "pretrain"):
+    for key in ("best_val_acc", "test_acc", "test_acc_last", "step", "config_hash"):
         assert results[key] == expected[key], key
+    untimed = lambda record: {k: v for k, v in record.items() if k not in TIMING}  # noqa: E731
+    assert untimed(results["pretrain"]) == untimed(expected["pretrain"])
+    assert results["pretrain"]["wall_s"] > 0, "the pretraining's wall time survives its resume"
     for name, tensor in expected_pretrained.items():
         assert torch.allclose(pretrained[name], tensor, atol=1e-6), f"pretraining: {name}"
     for name, tensor in expected_weights.items():

@@ -55,6 +55,7 @@ def test_unresettable_peak_is_recorded_as_lifetime(tmp_path, monkeypatch):
     monkeypatch.setattr(lra.run.callbacks, "CLEAR_REFS", tmp_path / "missing" / "clear_refs")
     meter = Throughput()
     module = types.SimpleNamespace(device=torch.device("cpu"))
-    meter.on_fit_start(None, module)
-    meter.on_fit_end(None, module)
+    trainer = types.SimpleNamespace(ckpt_path=None, world_size=1)
+    meter.on_fit_start(trainer, module)
+    meter.on_fit_end(trainer, module)
     assert meter.memory_method == "ru_maxrss_lifetime" and meter.peak_memory_mb > 0

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -34,6 +35,7 @@ def test_train_py_writes_results(listops_data, tmp_path, model):
     for key in ("best_val_acc", "test_acc", "test_acc_last"):
         assert 0.0 <= results[key] <= 1.0
     assert results["n_params"] > 0 and results["steps_per_s"] is None or results["steps_per_s"] > 0
+    assert results["train_wall_s"] > 0 and results["hardware"].startswith("cpu, ")
     assert f"best val acc {results['best_val_acc']:.4f}" in proc.stdout
 
 
@@ -41,12 +43,31 @@ def test_resume_continues_from_the_checkpoint_step(listops_data, tmp_path, monke
     out = tmp_path / "run"
     run(compose_train([*tiny_run_overrides(listops_data, out, steps=4), "task.max_len=32"]))
     assert json.loads((out / "results.json").read_text())["step"] == 4
+    walls = {  # every checkpoint carries the fit's wall time so far
+        torch.load(path, map_location="cpu", weights_only=False)["callbacks"]["Throughput"]["wall_s"]
+        for path in (out / "checkpoints").glob("*.ckpt")
+    }
 
     meters = []
     monkeypatch.setattr(lra.run.train, "Throughput", lambda: meters.append(Throughput()) or meters[-1])
     run(compose_train([*tiny_run_overrides(listops_data, out, steps=8), "task.max_len=32", "ckpt_path=last"]))
-    assert json.loads((out / "results.json").read_text())["step"] == 8
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["step"] == 8
     assert meters[0].steps == 4, "the resumed fit must run only the steps after the checkpoint"
+    # The wall time continues from the checkpoint's: the first segment's time plus this one's.
+    assert meters[0].restored and meters[0].earlier_wall_s in walls and min(walls) > 0
+    assert resumed["train_wall_s"] > meters[0].earlier_wall_s
+
+
+def test_a_resume_without_the_earlier_wall_time_reports_none():
+    meter, module = Throughput(), torch.nn.Linear(1, 1)
+    module.device = torch.device("cpu")
+    meter.on_fit_start(SimpleNamespace(ckpt_path="old.ckpt", world_size=1), module)
+    meter.on_fit_end(SimpleNamespace(), module)
+    assert meter.wall_s() is None and meter.state_dict() == {}
+    fresh = Throughput()
+    fresh.on_fit_start(SimpleNamespace(ckpt_path=None, world_size=1), module)
+    assert fresh.wall_s() >= 0 and " x 1 process: " in fresh.hardware
 
 
 def test_resume_without_checkpoint_is_one_clear_line(listops_data, tmp_path):

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
-import platform
 from pathlib import Path
 
 import torch
 
 from lra.atomic import write_text
+from lra.hardware import device_name
 
 
 def environment(device: torch.device) -> dict:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        with contextlib.suppress(OSError):
-            name = next(
-                (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")), name,
-            )
     return {
-        "device": device.type, "device_name": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "device": device.type, "device_name": device_name(device), "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

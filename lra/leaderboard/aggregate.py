@@ -54,6 +54,15 @@ class Entry:
         return sum(run.restarts for run in self.runs)
 
     @property
+    def hardware(self) -> str | None:
+        """The machine its runs' steps/s were measured on; `mixed (k)` where k machines differ (the mean speed then
+        averages across them), None where no run recorded it."""
+        machines = {run.hardware for run in self.runs if run.hardware is not None}
+        if len(machines) > 1:
+            return f"mixed ({len(machines)})"
+        return machines.pop() if machines else None
+
+    @property
     def checkpoint(self) -> str:
         """The checkpoint the headline reads: its runs' (one recipe, so one), or "mixed"."""
         kinds = {run.headline_checkpoint for run in self.runs}

@@ -2,7 +2,9 @@
 
 A user comparing a fresh run against this table can tell within minutes whether it is on track (the S4 repository's
 habit of publishing a few early validation points per task). Reads `<run>/csv/metrics.csv` (or `<run>/metrics.csv`,
-where a committed run keeps it beside its results.json) and `results.json`.
+where a committed run keeps it beside its results.json) and `results.json` (the best validation, steps/s, the wall
+time and the machine they were measured on). A run without a metrics log keeps its row, marked `no log`, so that a
+table over every run shows which ones cannot be checked.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import csv
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,20 +50,55 @@ def at_steps(curve: dict[int, float], steps: Sequence[int]) -> list[float | None
     return [curve.get(step) for step in steps]
 
 
-def row(run: Path, steps: Sequence[int]) -> list[str]:
-    curve = val_curve(metrics_file(run))
-    results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
-    speed = results.get("steps_per_s")
-    cells = [run.name]
-    cells += ["-" if v is None else f"{100 * v:.2f}" for v in at_steps(curve, steps)]
-    cells.append("-" if not isinstance(speed, int | float) or not math.isfinite(speed) else f"{speed:.2f}")
+def number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.0f} min"
+
+
+def row(run: Path, steps: Sequence[int], label: str) -> list[str]:
+    results_file = run / "results.json"
+    try:
+        log = metrics_file(run)
+    except LRAError:
+        if not results_file.is_file():
+            raise
+        log = None
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    cells = [label]
+    if log is None:
+        cells += ["no log"] * len(steps)
+    else:
+        cells += ["-" if v is None else f"{100 * v:.2f}" for v in at_steps(val_curve(log), steps)]
+    best, speed = number(results.get("best_val_acc")), number(results.get("steps_per_s"))
+    cells.append("-" if best is None else f"{100 * best:.2f}")
+    cells.append("-" if speed is None else f"{speed:.2f}")
+    wall = minutes(number(results.get("train_wall_s")))
+    pretrain = results.get("pretrain") if isinstance(results.get("pretrain"), dict) else {}
+    if (pretrain_wall := number(pretrain.get("wall_s"))) is not None:
+        wall += f" (+{minutes(pretrain_wall)} pretraining)"
+    cells += [wall, str(results.get("hardware") or "-")]
     return cells
 
 
+def labels(runs: Sequence[Path]) -> list[str]:
+    """Each run's path below the runs' common parent (`nystrom-listops/fnet-seed1` for `results/*/*`)."""
+    resolved = [run.resolve() for run in runs]
+    if len(resolved) == 1:
+        return [resolved[0].name]
+    common = Path(os.path.commonpath(resolved))
+    return [str(run.relative_to(common)) or run.name for run in resolved]
+
+
 def table(runs: Sequence[Path], steps: Sequence[int]) -> str:
-    head = ["run", *(f"val % @{s // 1000}k" if s % 1000 == 0 else f"val % @{s}" for s in steps), "steps/s"]
+    head = [
+        "run", *(f"val % @{s // 1000}k" if s % 1000 == 0 else f"val % @{s}" for s in steps),
+        "best val %", "steps/s", "wall", "hardware",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row(run, steps)) + " |" for run in runs]
+    lines += ["| " + " | ".join(row(run, steps, label)) + " |" for run, label in zip(runs, labels(runs), strict=True)]
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from lra.run.loggers import wandb_logged_in
 REQUIRED = ("task", "model", "seed", "config_hash", "best_val_acc", "test_acc")
 OPTIONAL = (
     "test_acc_last", "steps_per_s", "peak_memory_mb", "n_params", "impl", "val_is_test", "stuck_at_chance", "restarts",
-    "recipe", "pretrain", "headline",
+    "recipe", "pretrain", "headline", "hardware",
 )
 # Which checkpoint's test accuracy a recipe's authors reported (the recipe's `headline`, conf/train.yaml).
 CHECKPOINTS = ("best", "last")
@@ -53,6 +53,7 @@ class Run:
     restarts: int = 0  # new seeds tried after stuck attempts (on_chance=restart)
     recipe: str = "custom"  # the experiment it ran (nystrom/listops); results from before recipes existed: custom
     checkpoint: str = "best"  # the checkpoint its recipe's authors tested: best (validation) or last
+    hardware: str | None = None  # where its steps/s was measured (results from before it was recorded: None)
 
     @property
     def headline_checkpoint(self) -> str:
@@ -146,6 +147,7 @@ def parse_run(data, source: str) -> Run:
         restarts=restarts or 0,
         recipe=recipe,
         checkpoint=checkpoint,
+        hardware=None if data.get("hardware") is None else _name(data["hardware"], "hardware"),
     )
 
 

@@ -109,12 +109,12 @@ def detail_table(entries: list[Entry]) -> list[str]:
             fmt(e.percent("test_acc")[0]), fmt(e.percent("best_val_acc")[0]), fmt(e.percent("test_acc_last")[0]),
             pub_text or "–",
             fmt(e.difference(), sign=True), fmt(e.average("steps_per_s")), fmt(e.average("peak_memory_mb"), 0),
-            fmt(e.average("n_params"), 0), e.stuck, e.restarts,
+            fmt(e.average("n_params"), 0), e.stuck, e.restarts, md(e.hardware) if e.hardware else "–",
         ])
     header = [
         "recipe", "task", "model", "config", "n", "seeds", "headline %", "headline ckpt",
         "test acc (best-val ckpt) %", "best val %", "test acc (last ckpt) %", "published %", "Δ", "steps/s",
-        "peak memory MB", "params", "stuck", "restarts",
+        "peak memory MB", "params", "stuck", "restarts", "hardware",
     ]
     return table(header, rows)
 
@@ -185,7 +185,7 @@ CSV_COLUMNS = (
     "headline_checkpoint", "headline_pct_mean", "headline_pct_std",
     "test_acc_pct_mean", "test_acc_pct_std", "best_val_acc_pct_mean", "best_val_acc_pct_std",
     "test_acc_last_pct_mean", "published_pct", "published_source", "diff_pct",
-    "steps_per_s_mean", "peak_memory_mb_mean", "n_params", "n_stuck", "n_restarts",
+    "steps_per_s_mean", "peak_memory_mb_mean", "n_params", "n_stuck", "n_restarts", "hardware",
 )
 
 
@@ -207,5 +207,6 @@ def render_csv(entries: list[Entry]) -> str:
             value if value is not None else ("FAIL" if published and e.task in published.accuracy else None),
             published.source if published else None, e.difference(),
             e.average("steps_per_s"), e.average("peak_memory_mb"), e.average("n_params"), e.stuck, e.restarts,
+            e.hardware,
         )])
     return buffer.getvalue()

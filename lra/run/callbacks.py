@@ -13,6 +13,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from lra.hardware import describe
 from lra.proc_status import proc_status_kb
 
 # Writing "5" here resets the process's VmHWM (peak resident set size) to its current RSS (Linux only).
@@ -30,6 +31,11 @@ class Throughput(pl.Callback):
 
     On a GPU a step is timed by CUDA events on the stream (never a synchronize, which would stall every step), read
     once they have completed.
+
+    The fit's wall time (training and validation, as a user waits for it) travels in every checkpoint, so a run
+    resumed after a pre-emption reports the sum of its segments, each step counted once: not the time it was stopped,
+    nor what a stopped segment ran past its last checkpoint (redone, and counted, in the next). A resume from a
+    checkpoint that does not carry it reports None rather than one segment's time.
     """
 
     def __init__(self, warmup: int = 5) -> None:
@@ -41,9 +47,34 @@ class Throughput(pl.Callback):
         self.peak_memory_mb: float | None = None
         self.start_event = None
         self.timed: list[tuple] = []  # CUDA: (start, end) event pairs not yet read
+        self.earlier_wall_s: float | None = 0.0  # the wall time of the segments before this one
+        self.restored = False
+        self.fit_started: float | None = None
+        self.fit_ended: float | None = None
+        self.hardware = "unknown"
+
+    def state_dict(self) -> dict:
+        wall = self.wall_s()
+        return {} if wall is None else {"wall_s": wall}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.earlier_wall_s = float(state_dict["wall_s"])
+        self.restored = True
+
+    def wall_s(self) -> float | None:
+        """The fit's wall seconds so far, all segments together."""
+        if self.earlier_wall_s is None or self.fit_started is None:
+            return None
+        end = self.fit_ended if self.fit_ended is not None else time.monotonic()
+        return self.earlier_wall_s + end - self.fit_started
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        # Lightning restores callback states before this hook: a resume that restored none has no earlier time.
+        self.fit_started, self.fit_ended = time.monotonic(), None
+        if trainer.ckpt_path is not None and not self.restored:
+            self.earlier_wall_s = None
         device = pl_module.device
+        self.hardware = describe(device, trainer.world_size)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -58,6 +89,7 @@ class Throughput(pl.Callback):
             self.memory_method = "ru_maxrss_lifetime"
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit_ended = time.monotonic()
         device = pl_module.device
         if device.type == "cuda":
             self.read_events(wait=True)

@@ -39,6 +39,7 @@ from lra.errors import LRAError
 from lra.models import build_model
 from lra.models.encoder import Encoder
 from lra.models.init import initialise
+from lra.run.callbacks import Throughput
 from lra.run.checkpoints import readable
 from lra.run.optim import OptimSettings, adamw
 from lra.run.results import RESUMABLE, UNHASHED, digest
@@ -47,6 +48,7 @@ from lra.run.stage import Stage, training_data
 
 OBJECTIVES = ("mlm",)
 IGNORE = -100  # the target of every position that is not predicted (F.cross_entropy's ignore_index)
+TIMING = ("steps_per_s", "wall_s")  # the stage's speed and wall time, in finished.json and results.json's `pretrain`
 FINISHED = "finished.json"  # in <run dir>/pretrain/: the stage is complete; its record and final checkpoint
 WINDOW = 50  # the final pretraining loss and accuracy are means over the last WINDOW steps
 
@@ -239,7 +241,8 @@ def self_pretrain(cfg: DictConfig, output_dir: Path, resuming: bool) -> Pretrain
         checkpoint = directory / done["checkpoint"]
         print(f"pretraining finished before: fine-tuning from {checkpoint}")
         pretrained = load_pretrained(checkpoint, "pretrain/finished.json's checkpoint")
-        return Pretrained(pretrained.encoder, {**pretrained.record, "from": None})
+        timing = {key: done[key] for key in TIMING if key in done}
+        return Pretrained(pretrained.encoder, {**pretrained.record, **timing, "from": None})
     return train_mlm(cfg, directory, resuming, fingerprint)
 
 
@@ -255,13 +258,15 @@ def train_mlm(cfg: DictConfig, directory: Path, resuming: bool, fingerprint: str
     module = MaskedLM(encoder, cfg.task.vocab_size, spec.mask_rate, list(spec.split), optim)
     initialise(module.head, cfg.model.init)
     datamodule = training_data(cfg)
+    throughput = Throughput()
     stage = Stage(
         cfg, directory, fingerprint, "last" if cfg.ckpt_path == "last" else None, "auto" if resuming else None,
-        run_dir=directory.parent, max_steps=spec.steps, limit_val_batches=0, num_sanity_val_steps=0,
+        run_dir=directory.parent, callbacks=[throughput], max_steps=spec.steps, limit_val_batches=0,
+        num_sanity_val_steps=0,
     )
 
     def finish(trainer: pl.Trainer) -> dict:
-        record = module.record()
+        record = {**module.record(), "steps_per_s": throughput.steps_per_s(), "wall_s": throughput.wall_s()}
         if trainer.is_global_zero:
             done = {**record, "checkpoint": str(stage.last.relative_to(directory)), "fingerprint": fingerprint}
             write_text(directory / FINISHED, json.dumps(done, indent=2) + "\n")

@@ -79,6 +79,8 @@ class Results:
     test_acc_last: float  # at the last checkpoint (what LRA reported)
     val_is_test: bool  # validation on the test set (Text as LRA ran it): the best-val choice is a choice on test
     steps_per_s: float | None
+    train_wall_s: float | None  # the fit's wall time, summed over resumed segments (None: resumed from an older run)
+    hardware: str  # where steps/s and the wall time were measured (lra.hardware.describe)
     peak_memory_mb: float | None
     memory_method: str | None
     n_params: int

@@ -140,6 +140,8 @@ def fit_and_test(
             **evaluate(trainer, task, datamodule, stage.best, str(stage.last)),
             val_is_test=cfg.task.get("val_split") == "test",
             steps_per_s=throughput.steps_per_s(),
+            train_wall_s=throughput.wall_s(),
+            hardware=throughput.hardware,
             peak_memory_mb=throughput.peak_memory_mb,
             memory_method=throughput.memory_method,
             n_params=count_parameters(model),
