@@ -47,7 +47,7 @@ def test_a_run_without_a_log_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) == 2
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "logger=csv" in out
+    assert out.count("\n") == 1 and "leaves out csv" in out
 
 
 def test_an_unreadable_row_names_its_line(tmp_path: Path):

@@ -70,6 +70,16 @@ def test_a_resume_without_the_earlier_wall_time_reports_none():
     assert fresh.wall_s() >= 0 and " x 1 process: " in fresh.hardware
 
 
+def test_the_default_loggers_keep_a_csv_log_beside_wandb(listops_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    out = tmp_path / "run"
+    overrides = [o for o in tiny_run_overrides(listops_data, out) if not o.startswith("logger=")]
+    run(compose_train([*overrides, "task.max_len=32"]))
+    header = (out / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"step", "val/acc", "val/loss"} <= set(header)
+    assert (out / "wandb_id").is_file(), "the W&B logger ran too"
+
+
 def test_resume_without_checkpoint_is_one_clear_line(listops_data, tmp_path):
     cfg = compose_train([*tiny_run_overrides(listops_data, tmp_path / "fresh"), "ckpt_path=last"])
     with pytest.raises(LRAError, match=r"ckpt_path=last: no readable checkpoint in .*checkpoints; pass hydra.run.dir="):

@@ -22,6 +22,17 @@ def test_unknown_task_or_model_lists_the_available_names():
     check_choices(["task=listops", "model=fnet,transformer", "seed=0,1"], CONF_DIR)
 
 
+def test_the_default_logs_to_wandb_and_csv_and_a_list_picks_several_or_none():
+    assert list(compose_train([]).logger) == ["wandb", "csv"]
+    assert list(compose_train(["logger=csv"]).logger) == ["csv"]
+    assert list(compose_train(["logger=[csv,wandb]"]).logger) == ["csv", "wandb"]
+    assert compose_train(["logger=[]"]).get("logger") is None
+    with pytest.raises(LRAError, match=r"^logger=tensorboard is not available; choose one of: csv, wandb$"):
+        check_choices(["logger=[csv,tensorboard]"], CONF_DIR)
+    with pytest.raises(LRAError, match=r"^logger=null: .* write logger=\[\] for none$"):
+        check_choices(["logger=null"], CONF_DIR)
+
+
 def test_unknown_task_from_the_command_line_is_one_line():
     proc = subprocess.run(
         [sys.executable, "train.py", "model=nosuchmodel"], cwd=ROOT, capture_output=True, text=True, timeout=120

@@ -26,7 +26,7 @@ def metrics_file(run: Path) -> Path:
     for name in METRICS:
         if (run / name).is_file():
             return run / name
-    raise LRAError(f"{run}: no metrics log ({' or '.join(METRICS)}); a run logs one with logger=csv")
+    raise LRAError(f"{run}: no metrics log ({' or '.join(METRICS)}); a run logs one unless logger= leaves out csv")
 
 
 def val_curve(path: Path, key: str = "val/acc") -> dict[int, float]:

@@ -22,15 +22,18 @@ def choices(conf_dir: Path, group: str) -> list[str]:
 
 
 def check_choices(overrides: list[str], conf_dir: Path) -> None:
-    """`task=foo` or `model=a,b` naming a config that does not exist: one line with the available names."""
+    """`task=foo`, `model=a,b` (a sweep) or `logger=[a,b]` (several at once) naming a config that does not exist: one
+    line with the available names."""
     for override in overrides:
         key, sep, value = override.partition("=")
         group = key.lstrip("+")
+        if group == "logger" and value == "null":  # the default is a list, which Hydra cannot set to null
+            raise LRAError("logger=null: the default logs to several loggers; write logger=[] for none")
         if not sep or group not in GROUPS or "(" in value or value in ("null", ""):
             continue
         available = choices(conf_dir, group)
-        for name in value.split(","):
-            if name not in available:
+        for name in value.removeprefix("[").removesuffix("]").split(","):
+            if name and name not in available:
                 raise LRAError(f"{group}={name} is not available; choose one of: {', '.join(available)}")
 
 
