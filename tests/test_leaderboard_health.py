@@ -54,3 +54,12 @@ def test_an_unreadable_row_names_its_line(tmp_path: Path):
     run = write_run(tmp_path / "r", ["0,,999,,,0.25,2.1\n", "0,,oops,,,0.5,2.0\n"])
     with pytest.raises(LRAError, match=r"metrics.csv:3"):
         val_curve(run / "csv" / "metrics.csv")
+
+
+def test_a_damaged_results_file_is_one_line_and_record_text_cannot_break_the_table(tmp_path: Path, capsys):
+    run = write_run(tmp_path / "r", ["0,,999,,,0.25,2.1\n"], hardware="a | b")
+    assert table([run], [1000]).splitlines()[2].endswith("| a \\| b |")
+    (run / "results.json").write_text("{oops")
+    assert main([str(run)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "results.json: unreadable" in out

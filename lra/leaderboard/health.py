@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lra.errors import LRAError
+from lra.leaderboard.render import md
 
 METRICS = ("metrics.csv", "csv/metrics.csv")
 
@@ -58,6 +59,16 @@ def minutes(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 60:.0f} min"
 
 
+def read_results(path: Path) -> dict:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LRAError(f"{path}: unreadable ({error}); is it a results.json that train.py wrote?") from None
+    if not isinstance(results, dict):
+        raise LRAError(f"{path}: not a JSON object; is it a results.json that train.py wrote?")
+    return results
+
+
 def row(run: Path, steps: Sequence[int], label: str) -> list[str]:
     results_file = run / "results.json"
     try:
@@ -66,8 +77,8 @@ def row(run: Path, steps: Sequence[int], label: str) -> list[str]:
         if not results_file.is_file():
             raise
         log = None
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    cells = [label]
+    results = read_results(results_file) if results_file.is_file() else {}
+    cells = [md(label)]
     if log is None:
         cells += ["no log"] * len(steps)
     else:
@@ -79,7 +90,7 @@ def row(run: Path, steps: Sequence[int], label: str) -> list[str]:
     pretrain = results.get("pretrain") if isinstance(results.get("pretrain"), dict) else {}
     if (pretrain_wall := number(pretrain.get("wall_s"))) is not None:
         wall += f" (+{minutes(pretrain_wall)} pretraining)"
-    cells += [wall, str(results.get("hardware") or "-")]
+    cells += [wall, md(results.get("hardware") or "-")]
     return cells
 
 
