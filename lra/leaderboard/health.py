@@ -23,11 +23,8 @@ from lra.leaderboard.render import md
 METRICS = ("metrics.csv", "csv/metrics.csv")
 
 
-def metrics_file(run: Path) -> Path:
-    for name in METRICS:
-        if (run / name).is_file():
-            return run / name
-    raise LRAError(f"{run}: no metrics log ({' or '.join(METRICS)}); a run logs one unless logger= leaves out csv")
+def metrics_file(run: Path) -> Path | None:
+    return next((run / name for name in METRICS if (run / name).is_file()), None)
 
 
 def val_curve(path: Path, key: str = "val/acc") -> dict[int, float]:
@@ -70,13 +67,10 @@ def read_results(path: Path) -> dict:
 
 
 def row(run: Path, steps: Sequence[int], label: str) -> list[str]:
-    results_file = run / "results.json"
-    try:
-        log = metrics_file(run)
-    except LRAError:
-        if not results_file.is_file():
-            raise
-        log = None
+    results_file, log = run / "results.json", metrics_file(run)
+    if log is None and not results_file.is_file():
+        raise LRAError(f"{run}: no metrics log ({' or '.join(METRICS)}) and no results.json; a run logs one unless "
+                       "logger= leaves out csv")
     results = read_results(results_file) if results_file.is_file() else {}
     cells = [md(label)]
     if log is None:
